@@ -1,0 +1,182 @@
+"""The Hydra edge: config -> validated settings -> pipeline -> MLflow run.
+
+``main`` is the task function behind ``train.py``. In a multirun a failing job is recorded
+(FAILED in MLflow, one line on stderr, a status file in its job folder) and the sweep carries on;
+``SweepSummary`` (a Hydra callback) prepares the store before the jobs start and reports every
+job's outcome when the sweep ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from classvis import artifacts, pipeline
+from classvis.config import RunSettings, run_settings
+from classvis.fit import DivergenceError
+from classvis.settings import ConfigError, parse
+from classvis.track import TrackingSettings, absolute_uri, connect, flatten, tracked_run
+
+log = logging.getLogger("classvis")
+STATUS_FILE = "classvis_status.json"
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Job:
+    multirun: bool
+    number: int | None
+    overrides: str
+    base_dir: Path
+    output_dir: Path | None
+
+
+def current_job() -> Job:
+    if not HydraConfig.initialized():
+        return Job(False, None, "", Path.cwd(), None)
+    hydra = HydraConfig.get()
+    return Job(
+        multirun=hydra.mode == RunMode.MULTIRUN,
+        number=hydra.job.get("num"),
+        overrides=" ".join(hydra.overrides.task),
+        base_dir=Path(hydra.runtime.cwd),
+        output_dir=Path(hydra.runtime.output_dir),
+    )
+
+
+def git_commit() -> tuple[str, bool] | None:
+    """The project's commit and whether its tree has uncommitted changes, when it is a checkout."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_DIR, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=PROJECT_DIR, capture_output=True, text=True, timeout=10,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit, bool(dirty)
+
+
+def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
+    tags = {
+        "dataset": settings.dataset.name,
+        "extractor": settings.extractor_name,
+        "teacher": settings.teacher.label,
+        "student": settings.student.label,
+        "seed": str(settings.seed),
+        "hydra.overrides": job.overrides,
+        "hydra.job_num": "" if job.number is None else str(job.number),
+        "mlflow.source.name": "train.py",
+    }
+    commit = git_commit()
+    if commit is not None:
+        tags["git_commit"] = tags["mlflow.source.git.commit"] = commit[0]
+        tags["git_dirty"] = str(commit[1]).lower()
+    return tags
+
+
+def _write_status(job: Job, status: str, **details: Any) -> None:
+    if job.output_dir is None:
+        return
+    job.output_dir.mkdir(parents=True, exist_ok=True)
+    record = {"status": status, "job": job.number, "overrides": job.overrides, **details}
+    (job.output_dir / STATUS_FILE).write_text(json.dumps(record, indent=2))
+
+
+def _failed(job: Job, message: str, exit_code: int, **details: Any) -> float:
+    where = f" (job {job.number}: {job.overrides})" if job.multirun else ""
+    print(f"classvis: error{where}: {message}", file=sys.stderr, flush=True)
+    _write_status(job, "FAILED", error=message, **details)
+    if not job.multirun:
+        raise SystemExit(exit_code)
+    return math.nan  # the sweep carries on; sweepers see a failed trial
+
+
+def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[float, str]:
+    started = time.perf_counter()
+    connect(settings.tracking)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    with tracked_run(settings.run_name, run_tags(settings, job)) as run:
+        run.log_params(flatten(resolved))
+        result = pipeline.run(settings, on_teacher_epoch=lambda epoch, loss: run.log_metrics(
+            {"teacher/loss": loss}, step=epoch))
+        logging_started = time.perf_counter()
+        run.log_series({"student/loss": list(enumerate(result.student_losses, start=1))})
+        with tempfile.TemporaryDirectory(prefix="classvis-") as folder:
+            folder = Path(folder)
+            (folder / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+            artifacts.write_artifacts(result, folder, settings.run_name)
+            run.log_artifacts(folder)
+        metrics = artifacts.run_metrics(result)
+        metrics["time/log"] = time.perf_counter() - logging_started
+        metrics["time/total"] = time.perf_counter() - started
+        run.log_metrics(metrics)
+    accuracy = result.evaluations["student"].accuracy
+    line = (f"classvis: {settings.run_name}: teacher {result.evaluations['teacher'].accuracy:.2%}, "
+            f"student {accuracy:.2%}, untrained {result.evaluations['untrained'].accuracy:.2%} "
+            f"in {metrics['time/total']:.1f}s (MLflow run {run.run_id})")
+    _write_status(job, "FINISHED", run_id=run.run_id, student_accuracy=accuracy)
+    return accuracy, line
+
+
+def main(cfg: DictConfig) -> float:
+    """Run one experiment; returns the student's test accuracy (for Hydra sweepers)."""
+    job = current_job()
+    try:
+        settings = run_settings(cfg, job.base_dir)
+    except ConfigError as error:
+        return _failed(job, f"invalid config: {error}", exit_code=2)
+    try:
+        accuracy, line = _run_tracked(cfg, settings, job)
+    except (ConfigError, DivergenceError) as error:
+        return _failed(job, str(error), exit_code=1)
+    except Exception as error:
+        if not job.multirun:
+            raise
+        log.exception("job failed")
+        return _failed(job, f"{type(error).__name__}: {error}", exit_code=1)
+    print(line, flush=True)
+    return accuracy
+
+
+class SweepSummary(Callback):
+    """Before a sweep: create the store and experiment once, so parallel jobs do not race to.
+    After it: one line per job and the failures, and a non-zero exit if any job failed."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            tracking = OmegaConf.to_container(config.tracking, resolve=True)
+            tracking["uri"] = absolute_uri(tracking["uri"], Path.cwd())
+            connect(parse(TrackingSettings, tracking, "tracking"))
+        except Exception as error:  # each job reports its own config errors
+            log.warning("could not prepare the tracking store: %s", error)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        records = []
+        for path in sorted(sweep_dir.rglob(STATUS_FILE)):
+            try:
+                records.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        failed = [r for r in records if r["status"] != "FINISHED"]
+        print(f"classvis: sweep finished: {len(records) - len(failed)} of {len(records)} jobs "
+              f"succeeded ({sweep_dir})", flush=True)
+        for record in failed:
+            print(f"classvis:   job {record['job']} ({record['overrides']}) failed: "
+                  f"{record.get('error')}", file=sys.stderr, flush=True)
+        if failed:
+            raise SystemExit(1)

@@ -1,0 +1,92 @@
+"""The whole run's settings, parsed and cross-checked from the composed Hydra config at the door."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from classvis.data import DatasetSettings
+from classvis.extract import EXTRACTORS
+from classvis.fit import TrainerSettings
+from classvis.models import ArchitectureSettings
+from classvis.settings import ConfigError, parse, require
+from classvis.track import TrackingSettings, absolute_uri
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    dataset: DatasetSettings
+    teacher: ArchitectureSettings
+    student: ArchitectureSettings
+    extractor_name: str
+    extractor: Any
+    trainer: TrainerSettings
+    seed: int
+    tracking: TrackingSettings
+
+    @property
+    def run_name(self) -> str:
+        return (f"{self.dataset.name} | {self.teacher.label} -> {self.extractor_name} -> "
+                f"{self.student.label} | seed {self.seed}")
+
+
+def _parse_extractor(node: Any) -> tuple[str, Any]:
+    require(isinstance(node, dict) and "name" in node, "extractor.name", "an extractor name",
+            None)
+    options = dict(node)
+    name = options.pop("name")
+    require(name in EXTRACTORS, "extractor.name", "one of " + ", ".join(sorted(EXTRACTORS)), name)
+    return name, parse(EXTRACTORS[name].settings_class, options, "extractor")
+
+
+def _absolute(path: str | None, base: Path) -> str | None:
+    return None if path is None else str((base / Path(path).expanduser()).resolve())
+
+
+def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
+    """Validate everything a run needs; raise ``ConfigError`` naming the first bad key.
+
+    Relative paths (data root, cache, SQLite store) are taken against ``base_dir``, the directory
+    the user launched from, so that every job of a sweep sees the same files."""
+    base = Path(base_dir or Path.cwd())
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except Exception as error:  # missing value (???) or a failed interpolation
+        key = getattr(error, "full_key", None) or "config"
+        raise ConfigError(str(key), "a value", str(error).splitlines()[0]) from None
+    plain.pop("hydra", None)
+    dataset, tracking = plain.get("dataset"), plain.get("tracking")
+    if isinstance(dataset, dict):
+        for key in ("root", "cache_dir"):
+            if isinstance(dataset.get(key), str):
+                dataset[key] = _absolute(dataset[key], base)
+    if isinstance(tracking, dict):
+        if isinstance(tracking.get("uri"), str):
+            tracking["uri"] = absolute_uri(tracking["uri"], base)
+        if isinstance(tracking.get("artifact_dir"), str):
+            tracking["artifact_dir"] = _absolute(tracking["artifact_dir"], base)
+    for key in ("dataset", "teacher", "student", "extractor", "trainer", "seed", "tracking"):
+        require(key in plain, key, "a config entry", None)
+    extractor_name, extractor = _parse_extractor(plain["extractor"])
+    require(isinstance(plain["seed"], int) and not isinstance(plain["seed"], bool), "seed",
+            "an integer", plain["seed"])
+    settings = RunSettings(
+        dataset=parse(DatasetSettings, plain["dataset"], "dataset"),
+        teacher=parse(ArchitectureSettings, plain["teacher"], "teacher"),
+        student=parse(ArchitectureSettings, plain["student"], "student"),
+        extractor_name=extractor_name,
+        extractor=extractor,
+        trainer=parse(TrainerSettings, plain["trainer"], "trainer"),
+        seed=plain["seed"],
+        tracking=parse(TrackingSettings, plain["tracking"], "tracking"),
+    )
+    if EXTRACTORS[extractor_name].needs_linear_teacher and settings.teacher.name != "linear":
+        raise ConfigError("extractor.name", f"{extractor_name} needs a teacher without hidden "
+                          f"layers (architecture@teacher=linear)", settings.teacher.label)
+    return settings
+
+
+__all__ = ["ConfigError", "RunSettings", "run_settings"]

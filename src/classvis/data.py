@@ -1,0 +1,280 @@
+"""Datasets as small in-memory containers of tensors (config group ``dataset``).
+
+Every loader returns an ``ImageData``: float32 images in [0, 1] shaped (N, C, H, W), int64 labels,
+and class names. Decoded pixels are cached as uint8 safetensors next to the data (or in
+``cache_dir``) so that a second run does not decode again; the cache is keyed by a fingerprint of
+the source files and never unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from classvis.settings import ConfigError, require
+
+CACHE_FORMAT = "1"
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    name: str
+    loader: Literal["torchvision", "digits", "image_folder"]
+    root: str | None = None
+    torchvision_class: str | None = None
+    download: bool = False
+    class_names: tuple[str, ...] | None = None
+    cache: bool = True
+    cache_dir: str | None = None
+
+    def check(self, key: str) -> None:
+        require(bool(self.name), f"{key}.name", "a non-empty name", self.name)
+        if self.loader == "torchvision":
+            require(
+                self.torchvision_class in TORCHVISION_CLASSES,
+                f"{key}.torchvision_class",
+                "one of " + ", ".join(TORCHVISION_CLASSES),
+                self.torchvision_class,
+            )
+        if self.loader in ("torchvision", "image_folder"):
+            require(self.root is not None, f"{key}.root", "a data directory", None)
+            root = Path(self.root)
+            if self.loader == "image_folder":
+                for split in ("train", "test"):
+                    require(
+                        (root / split).is_dir(),
+                        f"{key}.root",
+                        f"a folder holding {split}/<class>/<images>",
+                        str(root),
+                    )
+            elif not self.download:
+                require(root.is_dir(), f"{key}.root", "an existing directory (download is off)",
+                        str(root))
+
+
+@dataclass
+class ImageData:
+    """A labelled image dataset held in memory."""
+
+    name: str
+    class_names: list[str]
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+# torchvision dataset class -> folder (under root) whose files fingerprint the cache
+TORCHVISION_CLASSES = {
+    "MNIST": "MNIST",
+    "FashionMNIST": "FashionMNIST",
+    "KMNIST": "KMNIST",
+    "CIFAR10": "cifar-10-batches-py",
+    "CIFAR100": "cifar-100-python",
+}
+
+Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]
+
+
+def _as_nchw_uint8(data) -> torch.Tensor:
+    images = torch.as_tensor(data)
+    if images.ndim == 3:  # (N, H, W) grey
+        return images.unsqueeze(1).contiguous()
+    return images.permute(0, 3, 1, 2).contiguous()  # (N, H, W, C) -> (N, C, H, W)
+
+
+def _load_torchvision(settings: DatasetSettings) -> Arrays:
+    import torchvision
+
+    dataset_class = getattr(torchvision.datasets, settings.torchvision_class)
+    splits = []
+    for train in (True, False):
+        try:
+            split = dataset_class(root=settings.root, train=train, download=settings.download)
+        except RuntimeError as error:  # torchvision: "Dataset not found..."
+            raise ConfigError(
+                "dataset.root",
+                f"a folder holding torchvision's {settings.torchvision_class} files "
+                f"(or dataset.download=true) [{error}]",
+                settings.root,
+            ) from None
+        splits.append(split)
+    train, test = splits
+    return (
+        _as_nchw_uint8(train.data),
+        torch.as_tensor(train.targets, dtype=torch.int64),
+        _as_nchw_uint8(test.data),
+        torch.as_tensor(test.targets, dtype=torch.int64),
+        list(train.classes),
+    )
+
+
+def _decode_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    from torchvision.datasets import ImageFolder
+    from torchvision.io import ImageReadMode, decode_image
+
+    index = ImageFolder(str(folder), loader=lambda path: path)
+    first = decode_image(index.samples[0][0])
+    mode = ImageReadMode.GRAY if first.shape[0] == 1 else ImageReadMode.RGB
+
+    def decode(sample: tuple[str, int]) -> torch.Tensor:
+        return decode_image(sample[0], mode=mode)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        images = list(pool.map(decode, index.samples, chunksize=256))
+    shapes = {tuple(image.shape) for image in images}
+    if len(shapes) != 1:
+        raise ConfigError("dataset.root", "images of one size", f"sizes {sorted(shapes)[:3]}")
+    labels = torch.tensor([label for _, label in index.samples], dtype=torch.int64)
+    return torch.stack(images), labels, list(index.classes)
+
+
+def _load_image_folder(settings: DatasetSettings) -> Arrays:
+    root = Path(settings.root)
+    train_x, train_y, train_classes = _decode_folder(root / "train")
+    test_x, test_y, test_classes = _decode_folder(root / "test")
+    if train_classes != test_classes:
+        raise ConfigError(
+            "dataset.root", "the same class folders under train/ and test/",
+            f"train {train_classes} vs test {test_classes}",
+        )
+    return train_x, train_y, test_x, test_y, train_classes
+
+
+def _load_digits(settings: DatasetSettings) -> Arrays:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    # pixel values are 0..16; scale to 0..255 so every loader yields uint8 pixels
+    images = torch.as_tensor(bunch.images * (255.0 / 16.0)).round().to(torch.uint8).unsqueeze(1)
+    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+    train_idx, test_idx = train_test_split(
+        range(len(labels)), test_size=0.25, random_state=0, stratify=bunch.target
+    )
+    return (images[train_idx], labels[train_idx], images[test_idx], labels[test_idx],
+            [str(name) for name in bunch.target_names])
+
+
+LOADERS: dict[str, Callable[[DatasetSettings], Arrays]] = {
+    "torchvision": _load_torchvision,
+    "image_folder": _load_image_folder,
+    "digits": _load_digits,
+}
+
+
+def _source_files(settings: DatasetSettings) -> list[Path]:
+    root = Path(settings.root)
+    if settings.loader == "torchvision":
+        folders = [root / TORCHVISION_CLASSES[settings.torchvision_class]]
+    else:
+        folders = [root / "train", root / "test"]
+    return sorted(path for folder in folders for path in folder.rglob("*") if path.is_file())
+
+
+def _fingerprint(settings: DatasetSettings, files: list[Path]) -> str:
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|{settings.loader}|{settings.torchvision_class}".encode())
+    root = Path(settings.root)
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _cache_path(settings: DatasetSettings, fingerprint: str) -> Path:
+    base = Path(settings.cache_dir) if settings.cache_dir else Path(settings.root) / ".classvis-cache"
+    return base / f"{settings.name}-{fingerprint}.safetensors"
+
+
+def _read_cache(path: Path, fingerprint: str) -> Arrays | None:
+    if not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        if metadata.get("fingerprint") != fingerprint:
+            return None
+        tensors = load_file(str(path))
+    except Exception as error:  # a damaged cache is rebuilt, never trusted
+        warnings.warn(f"ignoring unreadable dataset cache {path}: {error}", stacklevel=2)
+        return None
+    return (tensors["train_x"], tensors["train_y"], tensors["test_x"], tensors["test_y"],
+            json.loads(metadata["class_names"]))
+
+
+def _write_cache(path: Path, fingerprint: str, arrays: Arrays) -> None:
+    train_x, train_y, test_x, test_y, class_names = arrays
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        save_file(
+            {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y},
+            str(partial),
+            metadata={"fingerprint": fingerprint, "class_names": json.dumps(class_names)},
+        )
+        os.replace(partial, path)  # atomic: parallel jobs never read a half-written cache
+    except OSError as error:
+        warnings.warn(f"could not write dataset cache {path}: {error}", stacklevel=2)
+
+
+def load_arrays(settings: DatasetSettings) -> Arrays:
+    """Decoded uint8 images (N, C, H, W), labels and class names, from the cache when valid."""
+    loader = LOADERS[settings.loader]
+    if not settings.cache or settings.loader == "digits":
+        return loader(settings)
+    files = _source_files(settings)
+    if not files:  # nothing on disk yet: torchvision downloads first
+        arrays = loader(settings)
+        files = _source_files(settings)
+    else:
+        arrays = None
+    fingerprint = _fingerprint(settings, files)
+    path = _cache_path(settings, fingerprint)
+    if arrays is None:
+        arrays = _read_cache(path, fingerprint)
+        if arrays is not None:
+            return arrays
+        arrays = loader(settings)
+    _write_cache(path, fingerprint, arrays)
+    return arrays
+
+
+def load_dataset(settings: DatasetSettings) -> ImageData:
+    """Load a dataset into memory as float32 tensors in [0, 1]."""
+    train_x, train_y, test_x, test_y, class_names = load_arrays(settings)
+    if settings.class_names is not None:
+        require(
+            len(settings.class_names) == len(class_names),
+            "dataset.class_names",
+            f"{len(class_names)} names (one per class of {settings.name})",
+            list(settings.class_names),
+        )
+        class_names = list(settings.class_names)
+    return ImageData(
+        name=settings.name,
+        class_names=list(class_names),
+        train_x=train_x.float().div_(255.0),
+        train_y=train_y,
+        test_x=test_x.float().div_(255.0),
+        test_y=test_y,
+    )

@@ -1,0 +1,185 @@
+"""Everything MLflow: the store, the experiment, one run's params, metrics, tags and artifacts.
+
+The default store is an embedded SQLite database at one absolute path, so every job of a multirun
+lands in the same experiment whatever its working directory. ``MLFLOW_TRACKING_URI`` and
+``MLFLOW_EXPERIMENT_NAME`` are honoured through the config (see conf/config.yaml).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from classvis.settings import require
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """``uri``: an MLflow tracking URI (``sqlite:///path.db``, ``http://host:5000``, ...).
+    ``artifact_dir``: where a new experiment in a local SQLite store keeps its artifacts
+    (default: ``mlartifacts`` beside the database)."""
+
+    uri: str
+    experiment: str
+    artifact_dir: str | None = None
+
+    def check(self, key: str) -> None:
+        require(bool(self.uri), f"{key}.uri", "an MLflow tracking URI", self.uri)
+        require(bool(self.experiment.strip()), f"{key}.experiment", "an experiment name",
+                self.experiment)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if self.uri.startswith("sqlite:///"):
+            return Path(self.uri[len("sqlite:///"):])
+        return None
+
+
+def absolute_uri(uri: str, base: Path) -> str:
+    """Make a relative ``sqlite:///file.db`` URI absolute against ``base``."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str((base / uri[len("sqlite:///"):]).resolve())
+    return uri
+
+
+def metric_key(name: str) -> str:
+    """A class name as one metric-key segment: MLflow allows letters, digits, ``_-. `` (a ``/``
+    would split the key), so anything else becomes ``_`` (``T-shirt/top`` -> ``T-shirt_top``)."""
+    return re.sub(r"[^0-9A-Za-z_\-. ]", "_", name).strip() or "_"
+
+
+def _is_transient(error: Exception) -> bool:
+    text = str(error).lower()
+    return any(s in text for s in ("database is locked", "database table is locked",
+                                   "unable to open database", "connection refused",
+                                   "temporarily unavailable", "busy"))
+
+
+def retrying(call: Callable[[], T], attempts: int = 8) -> T:
+    """Run ``call``, retrying with jittered backoff while the store reports it is busy."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as error:
+            if attempt == attempts - 1 or not _is_transient(error):
+                raise
+            delay = min(4.0, 0.1 * 2 ** attempt) * (0.5 + random.random())
+            log.warning("tracking store busy (%s); retrying in %.1fs", error, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def connect(settings: TrackingSettings) -> str:
+    """Point MLflow at the store and return the experiment id, creating the experiment if needed.
+
+    Safe when several jobs start together: a lost creation race falls back to the winner's
+    experiment, and a busy SQLite store is retried.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if settings.sqlite_path is not None:
+        settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.uri)
+    client = mlflow.MlflowClient()
+
+    def get_or_create() -> str:
+        existing = client.get_experiment_by_name(settings.experiment)
+        if existing is not None:
+            if existing.lifecycle_stage == "deleted":
+                client.restore_experiment(existing.experiment_id)
+            return existing.experiment_id
+        artifact_location = None
+        if settings.sqlite_path is not None:
+            folder = (Path(settings.artifact_dir) if settings.artifact_dir
+                      else settings.sqlite_path.parent / "mlartifacts")
+            slug = re.sub(r"[^0-9A-Za-z_.-]", "_", settings.experiment)
+            artifact_location = (folder.resolve() / slug).as_uri()
+        try:
+            return client.create_experiment(settings.experiment, artifact_location=artifact_location)
+        except MlflowException as error:
+            if "already exists" in str(error).lower() or "unique" in str(error).lower():
+                return client.get_experiment_by_name(settings.experiment).experiment_id
+            raise
+
+    experiment_id = retrying(get_or_create)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
+    """A nested config as dotted keys -> string values (MLflow params)."""
+    if isinstance(tree, dict):
+        items: dict[str, str] = {}
+        for key, value in tree.items():
+            items.update(flatten(value, f"{prefix}{key}."))
+        return items
+    return {prefix[:-1]: str(tree)}
+
+
+class TrackedRun:
+    """One MLflow run, opened by ``tracked_run``; logging calls retry while the store is busy."""
+
+    def __init__(self, run_id: str):
+        import mlflow
+
+        self.run_id = run_id
+        self.client = mlflow.MlflowClient()
+
+    def log_params(self, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        entries = [Param(key, value[:6000]) for key, value in params.items()]
+        retrying(lambda: self.client.log_batch(self.run_id, params=entries))
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        entries = [RunTag(key, str(value)) for key, value in tags.items()]
+        retrying(lambda: self.client.log_batch(self.run_id, tags=entries))
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        self.log_series({key: [(step, value)] for key, value in metrics.items()})
+
+    def log_series(self, series: dict[str, list[tuple[int, float]]]) -> None:
+        """Log many (step, value) points per key in as few store round trips as possible."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        entries = [Metric(key, float(value), now, int(step))
+                   for key, points in series.items() for step, value in points]
+        retrying(lambda: self.client.log_batch(self.run_id, metrics=entries))
+
+    def log_artifacts(self, folder: Path) -> None:
+        retrying(lambda: self.client.log_artifacts(self.run_id, str(folder)))
+
+
+@contextlib.contextmanager
+def tracked_run(run_name: str, tags: dict[str, str]) -> Iterator[TrackedRun]:
+    """Start a run; it ends FINISHED only if the body completes. Any error marks it FAILED (with
+    the reason in the ``error`` tag), an interrupt marks it KILLED; the error is re-raised."""
+    import mlflow
+
+    run = retrying(lambda: mlflow.start_run(run_name=run_name, tags=tags))
+    tracked = TrackedRun(run.info.run_id)
+    try:
+        yield tracked
+    except BaseException as error:
+        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        reason = f"{type(error).__name__}: {error}".splitlines()[0][:4000]
+        with contextlib.suppress(Exception):
+            tracked.set_tags({"error": reason, "status_reason": status.lower()})
+        with contextlib.suppress(Exception):
+            retrying(lambda: mlflow.end_run(status=status))
+        raise
+    retrying(lambda: mlflow.end_run(status="FINISHED"))

@@ -1,0 +1,18 @@
+"""Run the paper's pipeline: ``python train.py`` (one run) or ``python train.py -m ...`` (a sweep).
+
+See README.md for the config groups and the override syntax.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from classvis.app import main as run_experiment
+
+
+@hydra.main(config_path="conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float:
+    return run_experiment(cfg)
+
+
+if __name__ == "__main__":
+    main()
