@@ -34,11 +34,21 @@ class DatasetSettings:
     torchvision_class: str | None = None
     download: bool = False
     class_names: tuple[str, ...] | None = None
+    classes: tuple[str | int, ...] | None = None  # ints allowed: dataset.classes=[3,4]
     cache: bool = True
     cache_dir: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(str(name) for name in self.classes))
+
     def check(self, key: str) -> None:
         require(bool(self.name), f"{key}.name", "a non-empty name", self.name)
+        if self.classes is not None:
+            require(len(self.classes) >= 2 and len(set(self.classes)) == len(self.classes),
+                    f"{key}.classes", "at least two distinct class names", list(self.classes))
+            if self.class_names is not None:
+                check_class_names(self.classes, list(self.class_names), f"{key}.classes")
         if self.loader == "torchvision":
             require(
                 self.torchvision_class in TORCHVISION_CLASSES,
@@ -128,23 +138,25 @@ def _load_torchvision(settings: DatasetSettings) -> Arrays:
 
 
 def _decode_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    import numpy as np
+    from PIL import Image
     from torchvision.datasets import ImageFolder
-    from torchvision.io import ImageReadMode, decode_image
 
-    index = ImageFolder(str(folder), loader=lambda path: path)
-    first = decode_image(index.samples[0][0])
-    mode = ImageReadMode.GRAY if first.shape[0] == 1 else ImageReadMode.RGB
+    index = ImageFolder(str(folder), loader=lambda path: path)  # discovery only: classes, files
+    with Image.open(index.samples[0][0]) as first:
+        mode = "L" if first.mode in ("L", "I", "I;16", "1") else "RGB"
 
-    def decode(sample: tuple[str, int]) -> torch.Tensor:
-        return decode_image(sample[0], mode=mode)
+    def decode(sample: tuple[str, int]) -> np.ndarray:
+        with Image.open(sample[0]) as image:
+            return np.asarray(image.convert(mode))
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL decodes without the GIL
         images = list(pool.map(decode, index.samples, chunksize=256))
-    shapes = {tuple(image.shape) for image in images}
+    shapes = {image.shape for image in images}
     if len(shapes) != 1:
         raise ConfigError("dataset.root", "images of one size", f"sizes {sorted(shapes)[:3]}")
     labels = torch.tensor([label for _, label in index.samples], dtype=torch.int64)
-    return torch.stack(images), labels, list(index.classes)
+    return _as_nchw_uint8(np.stack(images)), labels, list(index.classes)
 
 
 def _load_image_folder(settings: DatasetSettings) -> Arrays:
@@ -259,6 +271,20 @@ def load_arrays(settings: DatasetSettings) -> Arrays:
     return arrays
 
 
+def check_class_names(wanted, known: list[str], key: str) -> None:
+    unknown = [name for name in wanted if name not in known]
+    require(not unknown, key, "class names among " + ", ".join(known), unknown[0] if unknown else None)
+
+
+def _keep_classes(images: torch.Tensor, labels: torch.Tensor, keep: list[int]):
+    """Only the images of classes ``keep``, relabelled 0..len(keep)-1 in that order."""
+    relabel = torch.full((int(labels.max()) + 1,), -1, dtype=torch.int64)
+    relabel[torch.tensor(keep)] = torch.arange(len(keep))
+    new_labels = relabel[labels]
+    mask = new_labels >= 0
+    return images[mask], new_labels[mask]
+
+
 def load_dataset(settings: DatasetSettings) -> ImageData:
     """Load a dataset into memory as float32 tensors in [0, 1]."""
     train_x, train_y, test_x, test_y, class_names = load_arrays(settings)
@@ -270,6 +296,12 @@ def load_dataset(settings: DatasetSettings) -> ImageData:
             list(settings.class_names),
         )
         class_names = list(settings.class_names)
+    if settings.classes is not None:
+        check_class_names(settings.classes, class_names, "dataset.classes")
+        keep = [class_names.index(name) for name in settings.classes]
+        train_x, train_y = _keep_classes(train_x, train_y, keep)
+        test_x, test_y = _keep_classes(test_x, test_y, keep)
+        class_names = list(settings.classes)
     return ImageData(
         name=settings.name,
         class_names=list(class_names),

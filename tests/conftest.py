@@ -1,0 +1,66 @@
+"""Shared fixtures: small real-format datasets written by the tests themselves."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` (uint8) in the IDX format of the MNIST files."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def blob_images(count: int, classes: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is a bright square at a class-specific place: easy to learn."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, count)
+    images = rng.integers(0, 40, (count, size, size)).astype(np.uint8)
+    cell = size // 4
+    for index, label in enumerate(labels):
+        row, col = divmod(int(label), 4)
+        images[index, row * cell:(row + 1) * cell, col * cell:(col + 1) * cell] = 220
+    return images, labels.astype(np.uint8)
+
+
+def make_mnist(root: Path, train: int = 600, test: int = 200, folder: str = "MNIST") -> Path:
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, count, seed in (("train", train, 0), ("t10k", test, 1)):
+        images, labels = blob_images(count, 10, 28, seed)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
+@pytest.fixture
+def mnist_root(tmp_path: Path) -> Path:
+    return make_mnist(tmp_path / "data")
+
+
+def make_image_folder(root: Path, classes=("cat", "dog", "frog"), per_class=(8, 4)) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, count in zip(("train", "test"), per_class):
+        for index, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(count):
+                pixels = rng.integers(0, 50, (12, 12, 3), dtype=np.uint8)
+                pixels[:, :, index % 3] += 150
+                Image.fromarray(pixels).save(folder / f"{k:03d}.png")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield

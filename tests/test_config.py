@@ -1,0 +1,83 @@
+"""The composed Hydra config is validated at the door, with one-line errors naming the key."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from classvis.config import run_settings
+from classvis.settings import ConfigError
+from conftest import ROOT
+
+
+def settings_for(*overrides: str, base_dir=None):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return run_settings(cfg, base_dir)
+
+
+def test_defaults_are_the_papers_protocol(mnist_root, monkeypatch):
+    monkeypatch.setenv("CLASSVIS_DATA", str(mnist_root))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    settings = settings_for(base_dir=mnist_root)
+    assert settings.dataset.name == "mnist" and settings.dataset.root == str(mnist_root)
+    assert settings.teacher.name == settings.student.name == "linear"
+    assert settings.teacher.init == "zeros"
+    teacher = settings.trainer.teacher
+    assert (teacher.optimizer, teacher.lr, teacher.batch_size) == ("sgd", 0.5, 100)
+    assert settings.extractor_name == "class_vis"
+    assert settings.tracking.uri == f"sqlite:///{mnist_root}/mlflow.db"
+    assert settings.run_name == "mnist | linear -> class_vis -> linear | seed 0"
+
+
+def test_environment_chooses_the_tracking_store(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "team-sweep")
+    settings = settings_for("dataset=digits")
+    assert settings.tracking.uri == "http://127.0.0.1:5999"
+    assert settings.tracking.experiment == "team-sweep"
+
+
+def test_teacher_and_student_choose_architectures_independently():
+    settings = settings_for("dataset=digits", "architecture@student=mlp", "student.hidden=[64,32]",
+                            "student.activation=tanh")
+    assert settings.teacher.label == "linear"
+    assert settings.student.label == "mlp64-32-tanh"
+
+
+@pytest.mark.parametrize("override,message", [
+    ("trainer.teacher.lr=0", "trainer.teacher.lr: expected a number > 0, got 0.0"),
+    ("trainer.student.lr=-1", "trainer.student.lr: expected a number > 0, got -1.0"),
+    ("trainer.teacher.epochs=0", "trainer.teacher.epochs: expected an integer >= 1, got 0"),
+    ("trainer.teacher.epochs=2.5", "trainer.teacher.epochs: expected an integer, got 2.5"),
+    ("trainer.student.loss=hinge", "trainer.student.loss: expected one of 'mse', 'kl', got 'hinge'"),
+    ("extractor.l2=-0.1", "extractor.l2: expected a number >= 0, got -0.1"),
+    ("+extractor.jitter=2", "extractor.jitter: expected no such key"),
+    ("architecture@student=linear", None),
+    ("student.hidden=[30]", "student.hidden: expected [] for the linear model, got [30]"),
+    ("dataset.classes=[3,eleven]", "dataset.classes: expected class names among 0, 1, 2"),
+    ("seed=abc", "seed: expected an integer, got 'abc'"),
+])
+def test_invalid_values_fail_before_any_work(override, message):
+    if message is None:
+        settings_for("dataset=digits", override)
+        return
+    with pytest.raises(ConfigError) as error:
+        settings_for("dataset=mnist", "dataset.download=true", override)
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_data_root_with_download_off(tmp_path):
+    with pytest.raises(ConfigError, match=r"^dataset.root: expected an existing directory"):
+        settings_for(f"data_root={tmp_path}/absent", "dataset.download=false")
+
+
+def test_output_weights_needs_a_linear_teacher():
+    with pytest.raises(ConfigError, match="output_weights needs a teacher without hidden layers"):
+        settings_for("dataset=digits", "extractor=output_weights", "architecture@teacher=mlp")
+
+
+def test_image_folder_needs_its_root():
+    with pytest.raises(ConfigError, match="^dataset.root: expected a value"):
+        settings_for("dataset=image_folder")

@@ -1,0 +1,113 @@
+"""Dataset loaders on small files written here, through the real torchvision readers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from classvis import data as data_module
+from classvis.data import DatasetSettings, load_dataset
+from classvis.settings import ConfigError, parse
+from conftest import blob_images, make_image_folder, write_idx
+
+
+def mnist_settings(root, cache_dir, **extra) -> DatasetSettings:
+    return parse(DatasetSettings, {"name": "mnist", "loader": "torchvision",
+                                   "torchvision_class": "MNIST", "root": str(root),
+                                   "download": False, "cache_dir": str(cache_dir), **extra},
+                 "dataset")
+
+
+def test_mnist_idx_files_load_through_torchvision(mnist_root, tmp_path):
+    data = load_dataset(mnist_settings(mnist_root, tmp_path / "cache"))
+    images, labels = blob_images(600, 10, 28, seed=0)
+    assert data.train_x.shape == (600, 1, 28, 28) and data.test_x.shape == (200, 1, 28, 28)
+    assert data.train_x.dtype == torch.float32
+    assert torch.equal(data.train_x[:, 0], torch.from_numpy(images).float() / 255)
+    assert data.train_y.tolist() == labels.tolist()
+    assert data.class_names[0] == "0 - zero"  # torchvision's names unless the config renames them
+    assert data.image_shape == (1, 28, 28) and data.num_classes == 10
+
+
+def test_second_load_reads_the_cache_and_a_changed_file_misses_it(mnist_root, tmp_path,
+                                                                   monkeypatch):
+    settings = mnist_settings(mnist_root, tmp_path / "cache")
+    first = load_dataset(settings)
+    assert len(list((tmp_path / "cache").glob("mnist-*.safetensors"))) == 1
+
+    def must_not_decode(_settings):
+        raise AssertionError("decoded again although the cache is valid")
+
+    monkeypatch.setitem(data_module.LOADERS, "torchvision", must_not_decode)
+    second = load_dataset(settings)
+    assert torch.equal(first.train_x, second.train_x) and first.class_names == second.class_names
+
+    monkeypatch.undo()
+    images, labels = blob_images(600, 10, 28, seed=5)
+    write_idx(mnist_root / "MNIST" / "raw" / "train-labels-idx1-ubyte", labels)
+    write_idx(mnist_root / "MNIST" / "raw" / "train-images-idx3-ubyte", images)
+    third = load_dataset(settings)
+    assert third.train_y.tolist() == labels.tolist()
+
+
+def test_image_folder_loads_every_split_and_class(tmp_path):
+    root = make_image_folder(tmp_path / "pets")
+    settings = parse(DatasetSettings, {"name": "pets", "loader": "image_folder",
+                                       "root": str(root)}, "dataset")
+    data = load_dataset(settings)
+    assert data.class_names == ["cat", "dog", "frog"]
+    assert data.train_x.shape == (24, 3, 12, 12) and data.test_x.shape == (12, 3, 12, 12)
+    assert data.train_y.tolist() == [0] * 8 + [1] * 8 + [2] * 8
+    # the class-coloured channel is the bright one
+    assert data.train_x[data.train_y == 1][:, 1].mean() > 0.5 > data.train_x[data.train_y == 1][:, 0].mean()
+    assert list((root / ".classvis-cache").glob("pets-*.safetensors"))
+
+
+def test_digits_and_class_subsets_are_relabelled():
+    settings = parse(DatasetSettings, {"name": "digits", "loader": "digits",
+                                       "classes": [4, 3]}, "dataset")
+    data = load_dataset(settings)
+    assert data.class_names == ["4", "3"]
+    assert set(data.train_y.tolist()) == {0, 1}
+    full = load_dataset(parse(DatasetSettings, {"name": "digits", "loader": "digits"}, "dataset"))
+    assert full.train_x.shape == (1347, 1, 8, 8) and full.test_x.shape == (450, 1, 8, 8)
+    assert (full.train_y == 4).sum() == (data.train_y == 0).sum()
+    assert torch.equal(full.train_x[full.train_y == 3], data.train_x[data.train_y == 1])
+    assert 0.0 <= full.train_x.min() and full.train_x.max() == 1.0
+
+
+def test_unknown_class_name_is_a_one_line_error():
+    settings = parse(DatasetSettings, {"name": "digits", "loader": "digits",
+                                       "classes": ["3", "eleven"]}, "dataset")
+    with pytest.raises(ConfigError) as error:
+        load_dataset(settings)
+    assert str(error.value).startswith("dataset.classes: expected class names among 0, 1,")
+    assert str(error.value).endswith("got 'eleven'")
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("mapping,message", [
+    ({"root": "/no/such/folder", "download": False},
+     "dataset.root: expected an existing directory (download is off), got '/no/such/folder'"),
+    ({"torchvision_class": "ImageNet22k"}, "dataset.torchvision_class: expected one of MNIST"),
+    ({"class_names": ["a"], "classes": ["b", "a"]}, "dataset.classes: expected class names"),
+    ({"colour": True}, "dataset.colour: expected no such key"),
+])
+def test_bad_dataset_settings_name_the_key(tmp_path, mapping, message):
+    base = {"name": "mnist", "loader": "torchvision", "torchvision_class": "MNIST",
+            "root": str(tmp_path), "download": False}
+    with pytest.raises(ConfigError) as error:
+        parse(DatasetSettings, {**base, **mapping}, "dataset")
+    assert str(error.value).startswith(message)
+
+
+def test_damaged_cache_is_rebuilt_not_trusted(mnist_root, tmp_path):
+    settings = mnist_settings(mnist_root, tmp_path / "cache")
+    load_dataset(settings)
+    (cache_file,) = (tmp_path / "cache").glob("mnist-*.safetensors")
+    cache_file.write_bytes(b"\x80\x04not a safetensors file")
+    with pytest.warns(UserWarning, match="unreadable dataset cache"):
+        data = load_dataset(settings)
+    assert data.train_x.shape == (600, 1, 28, 28)
+    assert np.isfinite(data.train_x.numpy()).all()

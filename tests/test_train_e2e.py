@@ -1,0 +1,124 @@
+"""End to end: real ``python train.py`` runs and sweeps into a temporary SQLite MLflow store,
+checked through ``MlflowClient`` the way a user's tools would read them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from classvis.synthetic import SyntheticSet
+from conftest import ROOT, make_mnist
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = {"config.yaml", "confusion/teacher.png", "confusion/teacher.csv",
+             "confusion/student.png", "confusion/student.csv", "visualizations.png",
+             "f1_comparison.png", "synthetic_set.safetensors", "metrics/teacher_per_class.csv",
+             "metrics/student_per_class.csv"}
+
+
+def train(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME")}
+    environment.update(env or {})
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=300)
+
+
+def client_for(db: Path):
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
+
+
+def all_artifacts(client, run_id: str, path: str | None = None) -> set[str]:
+    found = set()
+    for entry in client.list_artifacts(run_id, path):
+        found |= all_artifacts(client, run_id, entry.path) if entry.is_dir else {entry.path}
+    return found
+
+
+def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
+    data_root = make_mnist(tmp_path / "data")
+    result = train(tmp_path, "-m", "dataset=digits,mnist", "trainer.teacher.epochs=3",
+                   f"hydra.sweep.dir={tmp_path}/sweep",
+                   env={"CLASSVIS_DATA": str(data_root)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 of 2 jobs succeeded" in result.stdout
+    # the default store: one SQLite file in the launch directory, whatever the job folders
+    client = client_for(tmp_path / "mlflow.db")
+    experiment = client.get_experiment_by_name("classvis")
+    runs = client.search_runs([experiment.experiment_id], order_by=["tags.dataset"])
+    assert [run.info.status for run in runs] == ["FINISHED", "FINISHED"]
+    assert [run.info.run_name for run in runs] == [
+        "digits | linear -> class_vis -> linear | seed 0",
+        "mnist | linear -> class_vis -> linear | seed 0"]
+    for run, job in zip(runs, ("0", "1")):
+        tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+        assert (tags["extractor"], tags["teacher"], tags["student"], tags["seed"]) == (
+            "class_vis", "linear", "linear", "0")
+        assert tags["hydra.job_num"] == job
+        assert tags["hydra.overrides"].startswith(f"dataset={tags['dataset']}")
+        assert params["trainer.teacher.lr"] == "0.5" and params["dataset.name"] == tags["dataset"]
+        for model in ("teacher", "student", "untrained"):
+            assert 0.0 <= metrics[f"{model}/accuracy"] <= 1.0
+        for model in ("teacher", "student"):
+            for measure in ("precision", "recall", "f1"):
+                values = [metrics[f"{model}/{measure}/{digit}"] for digit in range(10)]
+                assert all(0.0 <= value <= 1.0 for value in values)
+        assert metrics["teacher/accuracy"] > 0.85
+        assert abs(metrics["student/accuracy"] - metrics["teacher/accuracy"]) < 0.03
+        assert 0.05 <= metrics["untrained/accuracy"] <= 0.15
+        history = client.get_metric_history(run.info.run_id, "teacher/loss")
+        assert [point.step for point in history] == [1, 2, 3]
+        assert history[-1].value < history[0].value
+        assert len(client.get_metric_history(run.info.run_id, "student/loss")) == 1000
+        assert all_artifacts(client, run.info.run_id) == ARTIFACTS
+        synthetic = SyntheticSet.load(client.download_artifacts(
+            run.info.run_id, "synthetic_set.safetensors", str(tmp_path / run.info.run_id)))
+        assert synthetic.labels.tolist() == list(range(10))
+        assert synthetic.soft_targets.shape == (10, 10)
+        assert synthetic.images.shape[0] == 10
+        assert synthetic.metadata["dataset"] == tags["dataset"]
+    assert runs[0].data.metrics["student/accuracy"] > 0.85  # digits is learnable
+    assert "student 9" in result.stdout or "student 8" in result.stdout  # the summary line
+
+
+def test_invalid_value_is_one_line_and_records_nothing(tmp_path):
+    result = train(tmp_path, "dataset=digits", "trainer.teacher.lr=-1")
+    assert result.returncode == 2
+    error_lines = [line for line in result.stderr.splitlines() if "classvis" in line]
+    assert error_lines == ["classvis: error: invalid config: trainer.teacher.lr: expected a "
+                           "number > 0, got -1.0"]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_unknown_group_option_lists_the_choices(tmp_path):
+    result = train(tmp_path, "extractor=deep_dream")
+    assert result.returncode == 1
+    assert "Could not find 'extractor/deep_dream'" in result.stderr
+    assert "class_vis" in result.stderr and "output_weights" in result.stderr
+
+
+def test_a_diverging_job_is_failed_and_the_sweep_carries_on(tmp_path):
+    db = tmp_path / "store.db"
+    result = train(tmp_path, "-m", "dataset=digits", "trainer.teacher.lr=0.5,1e38",
+                   "trainer.teacher.epochs=2", f"tracking.uri=sqlite:///{db}",
+                   "tracking.experiment=divergence", f"hydra.sweep.dir={tmp_path}/sweep")
+    assert result.returncode == 1  # the sweep reports its failure...
+    assert "1 of 2 jobs succeeded" in result.stdout  # ...after running every job
+    assert "loss became" in result.stderr
+    client = client_for(db)
+    runs = client.search_runs([client.get_experiment_by_name("divergence").experiment_id],
+                              order_by=["params.`trainer.teacher.lr`"])
+    by_lr = {run.data.params["trainer.teacher.lr"]: run for run in runs}
+    assert by_lr["0.5"].info.status == "FINISHED"
+    failed = by_lr["1e+38"]
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["error"].startswith("DivergenceError: teacher")
+    assert "student/accuracy" not in failed.data.metrics  # nothing half-done looks finished
