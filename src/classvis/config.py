@@ -13,6 +13,7 @@ from classvis.extract import EXTRACTORS
 from classvis.fit import TrainerSettings
 from classvis.models import ArchitectureSettings
 from classvis.settings import ConfigError, parse, require
+from classvis.teacher_cache import TeacherCacheSettings
 from classvis.track import TrackingSettings, absolute_uri
 
 
@@ -26,6 +27,7 @@ class RunSettings:
     trainer: TrainerSettings
     seed: int
     tracking: TrackingSettings
+    teacher_cache: TeacherCacheSettings
 
     @property
     def run_name(self) -> str:
@@ -63,6 +65,9 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
         for key in ("root", "cache_dir"):
             if isinstance(dataset.get(key), str):
                 dataset[key] = _absolute(dataset[key], base)
+    cache = plain.get("teacher_cache")
+    if isinstance(cache, dict) and isinstance(cache.get("dir"), str):
+        cache["dir"] = _absolute(cache["dir"], base)
     if isinstance(tracking, dict):
         if isinstance(tracking.get("uri"), str):
             tracking["uri"] = absolute_uri(tracking["uri"], base)
@@ -82,6 +87,7 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
         trainer=parse(TrainerSettings, plain["trainer"], "trainer"),
         seed=plain["seed"],
         tracking=parse(TrackingSettings, plain["tracking"], "tracking"),
+        teacher_cache=parse(TeacherCacheSettings, plain.get("teacher_cache", {}), "teacher_cache"),
     )
     if EXTRACTORS[extractor_name].needs_linear_teacher and settings.teacher.name != "linear":
         raise ConfigError("extractor.name", f"{extractor_name} needs a teacher without hidden "

@@ -82,6 +82,7 @@ class ImageData:
     train_y: torch.Tensor
     test_x: torch.Tensor
     test_y: torch.Tensor
+    fingerprint: str = ""  # identifies the source data (keys caches of models trained on it)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -249,26 +250,32 @@ def _write_cache(path: Path, fingerprint: str, arrays: Arrays) -> None:
         warnings.warn(f"could not write dataset cache {path}: {error}", stacklevel=2)
 
 
-def load_arrays(settings: DatasetSettings) -> Arrays:
-    """Decoded uint8 images (N, C, H, W), labels and class names, from the cache when valid."""
+def load_arrays(settings: DatasetSettings) -> tuple[Arrays, str]:
+    """Decoded uint8 images (N, C, H, W), labels and class names, from the cache when valid,
+    and a fingerprint of the source data."""
     loader = LOADERS[settings.loader]
-    if not settings.cache or settings.loader == "digits":
-        return loader(settings)
+    if settings.loader == "digits":  # bundled with scikit-learn: fingerprint the pixels
+        arrays = loader(settings)
+        digest = hashlib.sha256()
+        for tensor in arrays[:4]:
+            digest.update(tensor.numpy().tobytes())
+        return arrays, digest.hexdigest()[:16]
     files = _source_files(settings)
+    arrays = None
     if not files:  # nothing on disk yet: torchvision downloads first
         arrays = loader(settings)
         files = _source_files(settings)
-    else:
-        arrays = None
     fingerprint = _fingerprint(settings, files)
+    if not settings.cache:
+        return (arrays or loader(settings)), fingerprint
     path = _cache_path(settings, fingerprint)
     if arrays is None:
         arrays = _read_cache(path, fingerprint)
         if arrays is not None:
-            return arrays
+            return arrays, fingerprint
         arrays = loader(settings)
     _write_cache(path, fingerprint, arrays)
-    return arrays
+    return arrays, fingerprint
 
 
 def check_class_names(wanted, known: list[str], key: str) -> None:
@@ -287,7 +294,7 @@ def _keep_classes(images: torch.Tensor, labels: torch.Tensor, keep: list[int]):
 
 def load_dataset(settings: DatasetSettings) -> ImageData:
     """Load a dataset into memory as float32 tensors in [0, 1]."""
-    train_x, train_y, test_x, test_y, class_names = load_arrays(settings)
+    (train_x, train_y, test_x, test_y, class_names), fingerprint = load_arrays(settings)
     if settings.class_names is not None:
         require(
             len(settings.class_names) == len(class_names),
@@ -309,4 +316,5 @@ def load_dataset(settings: DatasetSettings) -> ImageData:
         train_y=train_y,
         test_x=test_x.float().div_(255.0),
         test_y=test_y,
+        fingerprint=fingerprint,
     )

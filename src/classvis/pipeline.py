@@ -16,6 +16,7 @@ from classvis.extract import extract, soft_targets
 from classvis.fit import distill, fit
 from classvis.models import Classifier, build_model, count_parameters
 from classvis.synthetic import SyntheticSet
+from classvis.teacher_cache import obtain_teacher, teacher_key
 
 
 def stage_seed(seed: int, stage: str) -> int:
@@ -32,6 +33,8 @@ class RunResult:
     synthetic: SyntheticSet
     evaluations: dict[str, Evaluation]     # "teacher", "student", "untrained"
     teacher_losses: list[float]            # per epoch
+    teacher_source: str                    # "trained" or "cache"
+    teacher_key: str
     student_losses: list[float]            # per step
     extraction_info: dict[str, float]
     parameters: dict[str, int]
@@ -51,10 +54,16 @@ def run(settings: RunSettings,
     with _timed(seconds, "load"):
         data = load_dataset(settings.dataset)
     with _timed(seconds, "teacher"):
-        teacher = build_model(settings.teacher, data.image_shape, data.num_classes,
-                              stage_seed(settings.seed, "teacher/init"))
-        teacher_losses = fit(teacher, data.train_x, data.train_y, settings.trainer.teacher,
-                             stage_seed(settings.seed, "teacher/order"), on_teacher_epoch)
+        key, material = teacher_key(data, settings.teacher, settings.trainer.teacher,
+                                    settings.seed)
+        obtained = obtain_teacher(
+            settings.teacher_cache, data, key, material,
+            build=lambda: build_model(settings.teacher, data.image_shape, data.num_classes,
+                                      stage_seed(settings.seed, "teacher/init")),
+            train=lambda model: fit(model, data.train_x, data.train_y, settings.trainer.teacher,
+                                    stage_seed(settings.seed, "teacher/order"), on_teacher_epoch),
+        )
+        teacher, teacher_losses = obtained.model, obtained.epoch_losses
     with _timed(seconds, "extract"):
         extracted = extract(teacher, data, settings.extractor_name, settings.extractor)
         targets = soft_targets(teacher, extracted.images)
@@ -62,7 +71,8 @@ def run(settings: RunSettings,
         student = build_model(settings.student, data.image_shape, data.num_classes,
                               stage_seed(settings.seed, "student/init"))
         untrained = copy.deepcopy(student)
-        student_losses = distill(student, extracted.images, targets, settings.trainer.student)
+        student_losses = distill(student, extracted.images, targets, settings.trainer.student,
+                                 stage_seed(settings.seed, "student/order"))
     with _timed(seconds, "evaluate"):
         evaluations = {
             name: evaluate(model, data.test_x, data.test_y, data.num_classes)
@@ -78,6 +88,7 @@ def run(settings: RunSettings,
     return RunResult(
         data=data, teacher=teacher, student=student, synthetic=synthetic,
         evaluations=evaluations, teacher_losses=teacher_losses, student_losses=student_losses,
+        teacher_source=obtained.source, teacher_key=obtained.key,
         extraction_info=extracted.info,
         parameters={"teacher": count_parameters(teacher), "student": count_parameters(student)},
         seconds=seconds,

@@ -1,0 +1,272 @@
+"""MLflow runs -> the paper's Table 5 and per-class F1 figures.
+
+    python -m classvis.report --experiment table5     (or: classvis-report --experiment table5)
+
+Rows and columns come from run tags (dataset, extractor, teacher, student, seed), never from run
+names or order. Several seeds give mean and standard deviation; a missing cell is listed, not
+fatal. The files are written to ``--output`` and logged as artifacts of a summary run in the
+same experiment, so the MLflow UI shows them next to the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+REPORT_KIND = "report"
+DATASET_TITLES = {"mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
+                  "cifar10_jpg": "CIFAR-10 (JPEG)", "digits": "Digits (8x8)"}
+# column -> (extractor, student) of its runs; "Trainset" is the teachers' own accuracy
+TABLE5_COLUMNS = {
+    "Trainset": None,
+    "Class Vis.": ("class_vis", "linear"),
+    "Class Vis. Deeper": ("class_vis", "mlp30"),
+    "Avg. Images": ("class_average", "linear"),
+    "Output W's": ("output_weights", "linear"),
+}
+TABLE5_TEACHER = "linear"
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    start_time: int
+    tags: dict[str, str]
+    metrics: dict[str, float]
+
+
+@dataclass
+class Cell:
+    values: list[float] = field(default_factory=list)  # one per seed, fractions
+
+    @property
+    def text(self) -> str:
+        if not self.values:
+            return "-"
+        mean = 100 * statistics.fmean(self.values)
+        if len(self.values) == 1:
+            return f"{mean:.2f}"
+        return f"{mean:.2f} ± {100 * statistics.stdev(self.values):.2f}"
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: dict[str, dict[str, Cell]]        # dataset -> column -> cell
+    missing: list[str]
+    teachers: dict[str, dict[str, int]]     # dataset -> {"trained": n, "cache": n, "teachers": n}
+
+    def markdown(self) -> str:
+        header = "| Dataset | " + " | ".join(self.columns) + " |"
+        rule = "|---|" + "---:|" * len(self.columns)
+        lines = [header, rule]
+        for dataset, cells in self.rows.items():
+            title = DATASET_TITLES.get(dataset, dataset)
+            lines.append(f"| {title} | " + " | ".join(cells[c].text for c in self.columns) + " |")
+        return "\n".join(lines)
+
+    def write_csv(self, path: Path) -> None:
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["dataset", "column", "mean_percent", "std_percent", "seeds"])
+            for dataset, cells in self.rows.items():
+                for column in self.columns:
+                    values = cells[column].values
+                    mean = f"{100 * statistics.fmean(values):.2f}" if values else ""
+                    std = f"{100 * statistics.stdev(values):.2f}" if len(values) > 1 else ""
+                    writer.writerow([dataset, column, mean, std, len(values)])
+
+
+def fetch_runs(client, experiment_id: str) -> list[RunRecord]:
+    """Every FINISHED experiment run (summary runs excluded), following MLflow's pagination."""
+    records, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'",
+                                  max_results=1000, page_token=token)
+        for run in page:
+            if run.data.tags.get("classvis.kind") == REPORT_KIND:
+                continue
+            records.append(RunRecord(run.info.run_id, run.info.start_time, dict(run.data.tags),
+                                     dict(run.data.metrics)))
+        token = page.token
+        if not token:
+            return records
+
+
+def _latest_per_seed(runs: list[RunRecord]) -> list[RunRecord]:
+    """One run per seed: a re-run of the same cell replaces the earlier one."""
+    latest: dict[str, RunRecord] = {}
+    for run in sorted(runs, key=lambda r: r.start_time):
+        latest[run.tags.get("seed", "")] = run
+    return [latest[seed] for seed in sorted(latest)]
+
+
+def _dataset_order(datasets) -> list[str]:
+    known = [name for name in DATASET_TITLES if name in datasets]
+    return known + sorted(set(datasets) - set(known))
+
+
+def table5(runs: list[RunRecord]) -> Table:
+    by_dataset: dict[str, list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        if run.tags.get("teacher") == TABLE5_TEACHER and "dataset" in run.tags:
+            by_dataset[run.tags["dataset"]].append(run)
+    rows, missing, teachers = {}, [], {}
+    for dataset in _dataset_order(by_dataset):
+        dataset_runs = by_dataset[dataset]
+        cells: dict[str, Cell] = {}
+        for column, selector in TABLE5_COLUMNS.items():
+            if selector is None:  # the teacher, once per seed
+                chosen = _latest_per_seed(dataset_runs)
+                cells[column] = Cell([r.metrics["teacher/accuracy"] for r in chosen
+                                      if "teacher/accuracy" in r.metrics])
+            else:
+                extractor, student = selector
+                chosen = _latest_per_seed([r for r in dataset_runs
+                                           if r.tags.get("extractor") == extractor
+                                           and r.tags.get("student") == student])
+                cells[column] = Cell([r.metrics["student/accuracy"] for r in chosen
+                                      if "student/accuracy" in r.metrics])
+                if not chosen:
+                    missing.append(f"{DATASET_TITLES.get(dataset, dataset)} / {column}: no "
+                                   f"FINISHED run with extractor={extractor}, student={student}, "
+                                   f"teacher={TABLE5_TEACHER}")
+        rows[dataset] = cells
+        sources = [r.tags.get("teacher_source", "trained") for r in dataset_runs]
+        teachers[dataset] = {"runs": len(dataset_runs), "trained": sources.count("trained"),
+                             "cache": sources.count("cache"),
+                             "teachers": len({r.tags.get("teacher_key", r.run_id)
+                                              for r in dataset_runs})}
+    return Table(list(TABLE5_COLUMNS), rows, missing, teachers)
+
+
+def f1_figures(runs: list[RunRecord], folder: Path) -> list[Path]:
+    """Per dataset: per-class F1 of the teacher and of each Table 5 student (the paper's
+    Figures 4, 6, 8 and 10), averaged over seeds."""
+    from classvis import plots
+
+    written = []
+    for dataset in _dataset_order({r.tags.get("dataset") for r in runs} - {None}):
+        dataset_runs = [r for r in runs if r.tags.get("dataset") == dataset
+                        and r.tags.get("teacher") == TABLE5_TEACHER and "class_names" in r.tags]
+        if not dataset_runs:
+            continue
+        names = json.loads(dataset_runs[-1].tags["class_names"])
+        series: dict[str, np.ndarray] = {}
+
+        def mean_f1(chosen: list[RunRecord], model: str) -> np.ndarray | None:
+            rows = [[r.metrics.get(f"{model}/f1/{name}", np.nan) for name in names]
+                    for r in chosen]
+            return np.nanmean(np.array(rows), axis=0) if rows else None
+
+        for column, selector in TABLE5_COLUMNS.items():
+            if selector is None:
+                values = mean_f1(_latest_per_seed(dataset_runs), "teacher")
+                label = "Teacher (trainset)"
+            else:
+                values = mean_f1(_latest_per_seed(
+                    [r for r in dataset_runs if (r.tags.get("extractor"),
+                                                 r.tags.get("student")) == selector]), "student")
+                label = column
+            if values is not None:
+                series[label] = values
+        path = folder / f"f1_{dataset}.png"
+        plots.save(plots.f1_comparison_figure(
+            names, series, f"Per-class F1 on {DATASET_TITLES.get(dataset, dataset)}"), path)
+        written.append(path)
+    return written
+
+
+def write_report(table: Table, runs: list[RunRecord], folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "table5.md").write_text(_markdown_document(table))
+    table.write_csv(folder / "table5.csv")
+    return [folder / "table5.md", folder / "table5.csv", *f1_figures(runs, folder)]
+
+
+def _markdown_document(table: Table) -> str:
+    lines = ["# Table 5: test accuracy (%)", "", table.markdown(), ""]
+    lines.append("Teachers (from the runs' `teacher_source` tags):")
+    for dataset, counts in table.teachers.items():
+        lines.append(f"- {DATASET_TITLES.get(dataset, dataset)}: {counts['runs']} runs, "
+                     f"{counts['teachers']} distinct teacher(s), trained {counts['trained']} "
+                     f"time(s), reused from the cache {counts['cache']} time(s)")
+    if table.missing:
+        lines += ["", "Missing cells:"] + [f"- {item}" for item in table.missing]
+    return "\n".join(lines) + "\n"
+
+
+def log_summary_run(client, experiment_id: str, files: list[Path], title: str) -> str:
+    """Log the report's files into the experiment's summary run (created once, then updated)."""
+    existing = client.search_runs([experiment_id], filter_string="tags.`classvis.kind` = 'report'",
+                                  max_results=1)
+    if existing:
+        run_id = existing[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+    else:
+        run_id = client.create_run(experiment_id, run_name=title,
+                                   tags={"classvis.kind": REPORT_KIND}).info.run_id
+    with tempfile.TemporaryDirectory() as staging:
+        for path in files:
+            target = Path(staging) / path.name
+            target.write_bytes(path.read_bytes())
+        client.log_artifacts(run_id, staging, artifact_path="report")
+    client.set_terminated(run_id, status="FINISHED")
+    return run_id
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="classvis-report", description=__doc__.split("\n")[0])
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI",
+                                                                 "sqlite:///mlflow.db"),
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or "
+                             "sqlite:///mlflow.db in this directory)")
+    parser.add_argument("--experiment", default=os.environ.get("MLFLOW_EXPERIMENT_NAME",
+                                                               "classvis"),
+                        help="MLflow experiment to read (default: $MLFLOW_EXPERIMENT_NAME or "
+                             "classvis)")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="folder for the files (default: reports/<experiment>)")
+    parser.add_argument("--no-log", action="store_true",
+                        help="do not log the report to a summary run in MLflow")
+    args = parser.parse_args(argv)
+
+    import mlflow
+
+    from classvis.track import absolute_uri
+
+    uri = absolute_uri(args.tracking_uri, Path.cwd())
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        print(f"classvis-report: error: --tracking-uri: no MLflow store at {uri}", file=sys.stderr)
+        return 2
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(args.experiment)
+    if experiment is None:
+        names = ", ".join(e.name for e in client.search_experiments())
+        print(f"classvis-report: error: --experiment: no experiment {args.experiment!r} in {uri} "
+              f"(there are: {names})", file=sys.stderr)
+        return 2
+    runs = fetch_runs(client, experiment.experiment_id)
+    table = table5(runs)
+    output = args.output or Path("reports") / args.experiment
+    files = write_report(table, runs, output)
+    print(_markdown_document(table))
+    print(f"written: {', '.join(str(path) for path in files)}")
+    if not args.no_log:
+        run_id = log_summary_run(client, experiment.experiment_id, files, "report: Table 5")
+        print(f"logged to MLflow run {run_id} (experiment {args.experiment!r})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

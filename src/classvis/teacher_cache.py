@@ -1,0 +1,130 @@
+"""Trained teachers on disk, so that a sweep over extractors and students trains each once.
+
+A teacher is keyed by everything that determines it: the source data's fingerprint and class
+selection, the architecture, the teacher's training recipe, the seed, and the source code of the
+functions that build and train it. Weights are stored as safetensors (never unpickled); parallel
+jobs wanting the same teacher wait on a file lock, so one trains and the others load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import inspect
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from classvis import fit as fit_module
+from classvis import models
+from classvis.data import ImageData
+from classvis.fit import TeacherTraining
+from classvis.models import ArchitectureSettings, Classifier
+from classvis.settings import require
+
+FORMAT = "classvis.teacher/1"
+
+
+@dataclass(frozen=True)
+class TeacherCacheSettings:
+    enabled: bool = True
+    dir: str = ".classvis-cache/teachers"
+
+    def check(self, key: str) -> None:
+        require(bool(self.dir), f"{key}.dir", "a folder for cached teachers", self.dir)
+
+
+def training_code_version() -> str:
+    """A digest of the code that builds and trains a teacher: editing it misses the cache."""
+    sources = [inspect.getsource(item) for item in (
+        fit_module.fit, fit_module._optimizer, fit_module._check_finite, models.build_model,
+        models.Classifier)]
+    sources.append(f"{fit_module.TRAINING_CODE_VERSION}|torch {torch.__version__}")
+    return hashlib.sha256("\n".join(sources).encode()).hexdigest()[:16]
+
+
+def teacher_key(data: ImageData, architecture: ArchitectureSettings, training: TeacherTraining,
+                seed: int) -> tuple[str, dict]:
+    material = {
+        "data": data.fingerprint,
+        "classes": data.class_names,
+        "image_shape": list(data.image_shape),
+        "train_images": len(data.train_x),
+        "architecture": dataclasses.asdict(architecture),
+        "training": dataclasses.asdict(training),
+        "seed": seed,
+        "code": training_code_version(),
+    }
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+    return digest[:20], material
+
+
+@dataclass
+class Teacher:
+    model: Classifier
+    epoch_losses: list[float]
+    source: str   # "trained" or "cache"
+    key: str
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _load(path: Path, model: Classifier, key: str) -> list[float] | None:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+            if header.get("format") != FORMAT or header.get("key") != key:
+                return None
+            state = {name: handle.get_tensor(name) for name in handle.keys()}
+        model.load_state_dict(state, strict=True)
+    except Exception:  # unreadable, foreign or damaged: retrain and overwrite
+        return None
+    return json.loads(header["epoch_losses"])
+
+
+def _save(path: Path, model: Classifier, key: str, material: dict, losses: list[float]) -> None:
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(partial), metadata={
+        "format": FORMAT, "key": key, "material": json.dumps(material, sort_keys=True),
+        "epoch_losses": json.dumps(losses)})
+    os.replace(partial, path)
+
+
+def obtain_teacher(settings: TeacherCacheSettings, data: ImageData, key: str, material: dict,
+                   build: Callable[[], Classifier],
+                   train: Callable[[Classifier], list[float]]) -> Teacher:
+    """The cached teacher for ``key`` if there is one, else ``train(build())``, then cached."""
+    if not settings.enabled:
+        model = build()
+        return Teacher(model, train(model), "trained", key)
+    label = material["architecture"]["name"]
+    path = Path(settings.dir) / f"{data.name}-{label}-{key}.safetensors"
+    with _locked(path.with_suffix(".lock")):
+        if path.exists():
+            model = build()
+            losses = _load(path, model, key)
+            if losses is not None:
+                model.eval()
+                return Teacher(model, losses, "cache", key)
+        model = build()
+        losses = train(model)
+        _save(path, model, key, material, losses)
+        return Teacher(model, losses, "trained", key)

@@ -1,0 +1,84 @@
+"""The report rebuilds Table 5 from a real (small) sweep's MLflow runs, tags only."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+
+import pytest
+
+from classvis import report
+from test_train_e2e import all_artifacts, client_for, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def digits_sweep(tmp_path_factory):
+    """Three of Table 5's four student columns on digits, two seeds: Output W's is missing."""
+    folder = tmp_path_factory.mktemp("table5")
+    db = folder / "mlflow.db"
+    result = train(folder, "-m", "dataset=digits", "+table5=class_vis,class_vis_deeper,avg_images",
+                   "seed=0,1", "trainer.teacher.epochs=3", f"tracking.uri=sqlite:///{db}",
+                   "tracking.experiment=t5", f"hydra.sweep.dir={folder}/sweep")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, db
+
+
+def test_table_cells_come_from_the_runs_tags(digits_sweep, capsys):
+    folder, db = digits_sweep
+    client = client_for(db)
+    experiment_id = client.get_experiment_by_name("t5").experiment_id
+    runs = client.search_runs([experiment_id])
+    assert len(runs) == 6 and {r.info.status for r in runs} == {"FINISHED"}
+
+    code = report.main(["--tracking-uri", f"sqlite:///{db}", "--experiment", "t5",
+                        "--output", str(folder / "out")])
+    assert code == 0
+    printed = capsys.readouterr().out
+
+    def accuracies(extractor, student, metric="student/accuracy"):
+        return [r.data.metrics[metric] for r in runs
+                if (r.data.tags["extractor"], r.data.tags["student"]) == (extractor, student)]
+
+    class_vis = accuracies("class_vis", "linear")
+    assert len(class_vis) == 2
+    expected = f"{100 * statistics.fmean(class_vis):.2f} ± {100 * statistics.stdev(class_vis):.2f}"
+    row = next(line for line in printed.splitlines() if line.startswith("| Digits"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[0] == "Digits (8x8)"
+    assert cells[2] == expected                      # Class Vis.
+    assert cells[5] == "-"                           # Output W's: no run
+    assert "Digits (8x8) / Output W's: no FINISHED run with extractor=output_weights" in printed
+    # two teachers (one per seed), each trained once and reused by the two other columns
+    assert "6 runs, 2 distinct teacher(s), trained 2 time(s), reused from the cache 4 time(s)" \
+        in printed
+
+    with (folder / "out" / "table5.csv").open() as handle:
+        rows = {(r["dataset"], r["column"]): r for r in csv.DictReader(handle)}
+    deeper = accuracies("class_vis", "mlp30")
+    assert float(rows[("digits", "Class Vis. Deeper")]["mean_percent"]) == pytest.approx(
+        100 * statistics.fmean(deeper), abs=0.005)
+    assert rows[("digits", "Avg. Images")]["seeds"] == "2"
+    assert rows[("digits", "Output W's")]["mean_percent"] == ""
+    assert (folder / "out" / "f1_digits.png").stat().st_size > 10_000
+
+    summaries = client.search_runs([experiment_id], filter_string="tags.`classvis.kind` = 'report'")
+    assert len(summaries) == 1 and summaries[0].info.status == "FINISHED"
+    assert {"report/table5.md", "report/table5.csv", "report/f1_digits.png"} <= all_artifacts(
+        client, summaries[0].info.run_id)
+
+    # a second report updates the same summary run and ignores it as input
+    assert report.main(["--tracking-uri", f"sqlite:///{db}", "--experiment", "t5",
+                        "--output", str(folder / "out")]) == 0
+    assert len(client.search_runs([experiment_id],
+                                  filter_string="tags.`classvis.kind` = 'report'")) == 1
+    assert expected in capsys.readouterr().out
+
+
+def test_unknown_experiment_is_a_one_line_error(digits_sweep, capsys):
+    folder, db = digits_sweep
+    assert report.main(["--tracking-uri", f"sqlite:///{db}", "--experiment", "nope"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("classvis-report: error: --experiment: no experiment 'nope'")
+    assert "t5" in error and "\n" not in error

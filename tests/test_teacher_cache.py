@@ -1,0 +1,103 @@
+"""Teachers are trained once per key, reloaded safely, and retrained when anything changes."""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+
+import pytest
+import torch
+
+from classvis import fit as fit_module
+from classvis.fit import TeacherTraining, fit
+from classvis.models import ArchitectureSettings, build_model
+from classvis.teacher_cache import TeacherCacheSettings, obtain_teacher, teacher_key
+from test_numeric import toy_data
+
+LINEAR = ArchitectureSettings(name="linear")
+TRAINING = TeacherTraining(lr=0.5, batch_size=20, epochs=3)
+
+
+def obtain(cache_dir, data, architecture=LINEAR, training=TRAINING, seed=0, enabled=True):
+    calls = []
+
+    def train(model):
+        calls.append(1)
+        return fit(model, data.train_x, data.train_y, training, seed)
+
+    key, material = teacher_key(data, architecture, training, seed)
+    teacher = obtain_teacher(TeacherCacheSettings(enabled, str(cache_dir)), data, key, material,
+                             build=lambda: build_model(architecture, data.image_shape,
+                                                       data.num_classes, seed),
+                             train=train)
+    return teacher, len(calls)
+
+
+def test_same_settings_reuse_the_trained_teacher(tmp_path):
+    data = toy_data()
+    first, trained = obtain(tmp_path, data)
+    second, retrained = obtain(tmp_path, data)
+    assert (first.source, trained) == ("trained", 1)
+    assert (second.source, retrained) == ("cache", 0)
+    assert second.key == first.key and second.epoch_losses == first.epoch_losses
+    for (name, a), (_, b) in zip(first.model.state_dict().items(),
+                                 second.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    files = list(tmp_path.glob("*.safetensors"))
+    assert len(files) == 1 and files[0].name.startswith("toy-linear-")
+
+
+@pytest.mark.parametrize("change", [
+    {"training": dataclasses.replace(TRAINING, lr=0.4)},
+    {"training": dataclasses.replace(TRAINING, epochs=4)},
+    {"training": dataclasses.replace(TRAINING, schedule="cosine")},
+    {"architecture": ArchitectureSettings(name="mlp", hidden=(8,))},
+    {"architecture": ArchitectureSettings(name="linear", init="default")},
+    {"seed": 1},
+])
+def test_anything_that_shapes_the_teacher_misses_the_cache(tmp_path, change):
+    data = toy_data()
+    obtain(tmp_path, data)
+    teacher, trained = obtain(tmp_path, data, **change)
+    assert (teacher.source, trained) == ("trained", 1)
+
+
+def test_other_data_misses_the_cache(tmp_path):
+    obtain(tmp_path, toy_data())
+    other = toy_data()
+    other.fingerprint = "another-source"
+    assert obtain(tmp_path, other)[0].source == "trained"
+    subset = toy_data()
+    subset.class_names = ["c1", "c0", "c2", "c3"]
+    assert obtain(tmp_path, subset)[0].source == "trained"
+
+
+def test_a_change_to_the_training_code_misses_the_cache(tmp_path, monkeypatch):
+    data = toy_data()
+    obtain(tmp_path, data)
+    monkeypatch.setattr(fit_module, "TRAINING_CODE_VERSION", "changed")
+    assert obtain(tmp_path, data)[0].source == "trained"
+
+
+def test_disabled_cache_always_trains(tmp_path):
+    data = toy_data()
+    obtain(tmp_path, data, enabled=False)
+    assert obtain(tmp_path, data, enabled=False)[1] == 1
+    assert not list(tmp_path.glob("*.safetensors"))
+
+
+class Boom:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
+
+
+def test_a_crafted_pickle_in_the_cache_is_refused_not_executed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = toy_data()
+    first, _ = obtain(tmp_path / "cache", data)
+    (cached,) = (tmp_path / "cache").glob("*.safetensors")
+    cached.write_bytes(pickle.dumps(Boom()))
+    teacher, trained = obtain(tmp_path / "cache", data)
+    assert (teacher.source, trained) == ("trained", 1)
+    assert not (tmp_path / "PWNED").exists()
+    assert obtain(tmp_path / "cache", data)[0].source == "cache"  # rewritten as safetensors
