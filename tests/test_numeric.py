@@ -176,3 +176,40 @@ def test_evaluate_matches_hand_counts():
     assert result.recall.tolist() == [1.0, 0.0, 0.0]
     assert math.isclose(result.f1[0], 2 / 3)
     assert result.support.tolist() == [2, 1, 1]
+
+
+def test_mixup_targets_are_the_linear_teachers_logits_on_the_mixtures():
+    from classvis.fit import mix
+
+    data = toy_data()
+    teacher = trained_teacher(data)
+    images = extract(teacher, data, "class_vis", ClassVisSettings())
+    targets = soft_targets(teacher, images.images)
+    mixed, mixed_targets = mix(images.images, targets, 50, 1.0, 0, torch.Generator().manual_seed(0))
+    assert mixed.shape == (50, 1, 6, 6)
+    assert torch.allclose(soft_targets(teacher, mixed), mixed_targets, atol=1e-4)
+    # with one-hot images a mixture's pixels are its mixing weights
+    basis, labels = torch.eye(5).view(5, 1, 1, 5), torch.randn(5, 3)
+    pairs, pair_targets = mix(basis, labels, 20, 1.0, 2, torch.Generator().manual_seed(0))
+    weights = pairs.flatten(1)
+    assert ((weights > 0).sum(1) <= 2).all() and torch.allclose(weights.sum(1), torch.ones(20))
+    assert torch.allclose(pair_targets, weights @ labels, atol=1e-6)
+
+
+def test_span_init_keeps_a_hidden_layer_student_blind_outside_the_images_span():
+    data = toy_data()
+    teacher = trained_teacher(data)
+    images = extract(teacher, data, "class_vis", ClassVisSettings())
+    targets = soft_targets(teacher, images.images)
+    student = build_model(MLP, data.image_shape, data.num_classes, seed=1)
+    norms = student[1].weight.norm(dim=1).clone()
+    distill(student, images.images, targets,
+            StudentTraining(lr=0.3, steps=200, mixup=20, hidden_init="span"), seed=0)
+    flat = images.images.flatten(1)
+    projector = flat.T @ torch.linalg.pinv(flat @ flat.T) @ flat
+    first = student[1].weight.detach()
+    assert torch.allclose(first @ projector, first, atol=1e-4)  # every row stays in the span
+    fresh = build_model(MLP, data.image_shape, data.num_classes, seed=1)
+    from classvis.fit import init_first_layer_in_span
+    init_first_layer_in_span(fresh, images.images, seed=0)
+    assert torch.allclose(fresh[1].weight.norm(dim=1), norms)

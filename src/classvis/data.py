@@ -194,21 +194,31 @@ LOADERS: dict[str, Callable[[DatasetSettings], Arrays]] = {
 }
 
 
-def _source_files(settings: DatasetSettings) -> list[Path]:
+def _source_files(settings: DatasetSettings) -> list[tuple[str, int, int]]:
+    """(relative path, size, mtime) of every source file, sorted: one stat per file."""
     root = Path(settings.root)
     if settings.loader == "torchvision":
         folders = [root / TORCHVISION_CLASSES[settings.torchvision_class]]
     else:
         folders = [root / "train", root / "test"]
-    return sorted(path for folder in folders for path in folder.rglob("*") if path.is_file())
+    entries = []
+    pending = [str(folder) for folder in folders if folder.is_dir()]
+    while pending:
+        with os.scandir(pending.pop()) as listing:
+            for entry in listing:
+                if entry.is_dir(follow_symlinks=True):
+                    pending.append(entry.path)
+                elif entry.is_file(follow_symlinks=True):
+                    stat = entry.stat()
+                    entries.append((os.path.relpath(entry.path, root), stat.st_size,
+                                    stat.st_mtime_ns))
+    return sorted(entries)
 
 
-def _fingerprint(settings: DatasetSettings, files: list[Path]) -> str:
+def _fingerprint(settings: DatasetSettings, files: list[tuple[str, int, int]]) -> str:
     digest = hashlib.sha256(f"{CACHE_FORMAT}|{settings.loader}|{settings.torchvision_class}".encode())
-    root = Path(settings.root)
-    for path in files:
-        stat = path.stat()
-        digest.update(f"{path.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    for name, size, mtime in files:
+        digest.update(f"{name}|{size}|{mtime}\n".encode())
     return digest.hexdigest()[:16]
 
 

@@ -68,6 +68,11 @@ class StudentTraining:
     2018), weights drawn from a symmetric Dirichlet(``mixup_alpha``) over ``mixup_images`` random
     images of the set (0: all of them). It needs nothing but the synthetic set; for a teacher
     without hidden layers the mixed targets are exactly the teacher's logits on the mixed images.
+
+    ``hidden_init: span`` (beyond the paper) starts a hidden-layer student's first layer from
+    random combinations of the synthetic images (keeping the model's own row norms), so that, like
+    a zero-initialised linear student, it only ever responds to the images' span and ignores what
+    real images have outside it. ``model`` keeps the architecture's own initialisation.
     """
 
     optimizer: Literal["sgd", "adam", "lbfgs"] = "sgd"
@@ -81,6 +86,7 @@ class StudentTraining:
     mixup: int = 0
     mixup_alpha: float = 1.0
     mixup_images: int = 0
+    hidden_init: Literal["model", "span"] = "model"
 
     def check(self, key: str) -> None:
         positive(self.lr, f"{key}.lr")
@@ -193,6 +199,21 @@ def linear_curvature(images: torch.Tensor, num_outputs: int) -> float:
     return float(2.0 * torch.linalg.eigvalsh(gram)[-1] / (len(images) * num_outputs))
 
 
+def init_first_layer_in_span(model: nn.Module, images: torch.Tensor, seed: int) -> None:
+    """Replace the first layer's weights by random combinations of ``images`` (same row norms)
+    and zero its bias."""
+    first = next(layer for layer in model.modules() if isinstance(layer, nn.Linear))
+    generator = torch.Generator().manual_seed(seed)
+    flat = images.flatten(1)
+    mixing = torch.randn(first.out_features, len(flat), generator=generator)
+    weights = mixing @ flat
+    weights *= first.weight.norm(dim=1, keepdim=True) / weights.norm(dim=1, keepdim=True).clamp_min(
+        1e-12)
+    with torch.no_grad():
+        first.weight.copy_(weights)
+        first.bias.zero_()
+
+
 def distill(model: nn.Module, images: torch.Tensor, soft_targets: torch.Tensor,
             settings: StudentTraining, seed: int = 0,
             on_step: Callable[[int, float], None] | None = None) -> list[float]:
@@ -201,6 +222,9 @@ def distill(model: nn.Module, images: torch.Tensor, soft_targets: torch.Tensor,
     Returns the loss per step (on the synthetic images themselves, mixtures excluded)."""
     require(len(images) == len(soft_targets), "images", "one soft target per image",
             (len(images), len(soft_targets)))
+    has_hidden = sum(isinstance(layer, nn.Linear) for layer in model.modules()) > 1
+    if settings.hidden_init == "span" and has_hidden:
+        init_first_layer_in_span(model, images, seed)
     lr = settings.lr
     if settings.lr_scaling == "curvature":
         lr = settings.lr / linear_curvature(images, soft_targets.shape[1])
