@@ -28,8 +28,7 @@ from classvis import artifacts, pipeline
 from classvis.config import RunSettings, run_settings
 from classvis.fit import DivergenceError
 from classvis.settings import ConfigError, parse
-from classvis.track import (TrackingSettings, absolute_uri, connect, flatten, metric_key,
-                            tracked_run)
+from classvis.track import TrackingSettings, absolute_uri, connect, flatten, tracked_run
 
 log = logging.getLogger("classvis")
 STATUS_FILE = "classvis_status.json"
@@ -116,7 +115,7 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[floa
             {"teacher/loss": loss}, step=epoch))
         logging_started = time.perf_counter()
         run.set_tags({"teacher_source": result.teacher_source, "teacher_key": result.teacher_key,
-                      "class_names": json.dumps([metric_key(n) for n in result.data.class_names])})
+                      "class_names": json.dumps(result.data.class_names)})
         series = {"student/loss": list(enumerate(result.student_losses, start=1))}
         if result.teacher_source == "cache":  # the stored curve, so every run shows it
             series["teacher/loss"] = list(enumerate(result.teacher_losses, start=1))

@@ -154,6 +154,7 @@ def f1_figures(runs: list[RunRecord], folder: Path) -> list[Path]:
     """Per dataset: per-class F1 of the teacher and of each Table 5 student (the paper's
     Figures 4, 6, 8 and 10), averaged over seeds."""
     from classvis import plots
+    from classvis.track import metric_key
 
     written = []
     for dataset in _dataset_order({r.tags.get("dataset") for r in runs} - {None}):
@@ -165,7 +166,7 @@ def f1_figures(runs: list[RunRecord], folder: Path) -> list[Path]:
         series: dict[str, np.ndarray] = {}
 
         def mean_f1(chosen: list[RunRecord], model: str) -> np.ndarray | None:
-            rows = [[r.metrics.get(f"{model}/f1/{name}", np.nan) for name in names]
+            rows = [[r.metrics.get(f"{model}/f1/{metric_key(name)}", np.nan) for name in names]
                     for r in chosen]
             return np.nanmean(np.array(rows), axis=0) if rows else None
 
