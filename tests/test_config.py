@@ -81,3 +81,22 @@ def test_output_weights_needs_a_linear_teacher():
 def test_image_folder_needs_its_root():
     with pytest.raises(ConfigError, match="^dataset.root: expected a value"):
         settings_for("dataset=image_folder")
+
+
+def test_config_digest_ignores_where_things_are_stored_but_not_what_is_run():
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from classvis.config import config_digest
+
+    def digest(*overrides):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=["dataset=mnist", *overrides])
+        return config_digest(OmegaConf.to_container(cfg, resolve=True))
+
+    base = digest()
+    assert digest("tracking.uri=sqlite:////elsewhere.db", "teacher_cache.dir=/x", "force=true",
+                  "data_root=/moved", "dataset.cache_dir=/c") == base
+    assert digest("seed=1") != base
+    assert digest("trainer.student.lr=0.5") != base
+    assert digest("dataset.classes=[3,4]") != base

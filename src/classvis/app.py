@@ -25,10 +25,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from classvis import artifacts, pipeline
-from classvis.config import RunSettings, run_settings
+from classvis.config import RunSettings, config_digest, run_settings
 from classvis.fit import DivergenceError
 from classvis.settings import ConfigError, parse
-from classvis.track import TrackingSettings, absolute_uri, connect, flatten, tracked_run
+from classvis.track import (TrackingSettings, absolute_uri, connect, finished_run_with_tag,
+                            flatten, tracked_run)
 
 log = logging.getLogger("classvis")
 STATUS_FILE = "classvis_status.json"
@@ -105,11 +106,31 @@ def _failed(job: Job, message: str, exit_code: int, **details: Any) -> float:
     return math.nan  # the sweep carries on; sweepers see a failed trial
 
 
-def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[float, str]:
+def _skip_if_finished(experiment_id: str, digest: str, settings: RunSettings,
+                      job: Job) -> float | None:
+    """Resume: the student accuracy of an identical run that already FINISHED, if any."""
+    if settings.force:
+        return None
+    done = finished_run_with_tag(experiment_id, "config_digest", digest)
+    if done is None:
+        return None
+    accuracy = done.data.metrics.get("student/accuracy", math.nan)
+    print(f"classvis: skipped {settings.run_name}: an identical config already FINISHED as MLflow "
+          f"run {done.info.run_id} (force=true runs it again)", flush=True)
+    _write_status(job, "SKIPPED", run_id=done.info.run_id, student_accuracy=accuracy)
+    return accuracy
+
+
+def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[float, str | None]:
     started = time.perf_counter()
-    connect(settings.tracking)
+    experiment_id = connect(settings.tracking)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    with tracked_run(settings.run_name, run_tags(settings, job)) as run:
+    digest = config_digest(resolved)
+    skipped = _skip_if_finished(experiment_id, digest, settings, job)
+    if skipped is not None:
+        return skipped, None
+    tags = {**run_tags(settings, job), "config_digest": digest}
+    with tracked_run(settings.run_name, tags) as run:
         run.log_params(flatten(resolved))
         result = pipeline.run(settings, on_teacher_epoch=lambda epoch, loss: run.log_metrics(
             {"teacher/loss": loss}, step=epoch))
@@ -153,7 +174,8 @@ def main(cfg: DictConfig) -> float:
             raise
         log.exception("job failed")
         return _failed(job, f"{type(error).__name__}: {error}", exit_code=1)
-    print(line, flush=True)
+    if line is not None:
+        print(line, flush=True)
     return accuracy
 
 
@@ -177,9 +199,11 @@ class SweepSummary(Callback):
                 records.append(json.loads(path.read_text()))
             except (OSError, ValueError):
                 continue
-        failed = [r for r in records if r["status"] != "FINISHED"]
+        failed = [r for r in records if r["status"] == "FAILED"]
+        skipped = sum(r["status"] == "SKIPPED" for r in records)
+        note = f", {skipped} skipped as already FINISHED" if skipped else ""
         print(f"classvis: sweep finished: {len(records) - len(failed)} of {len(records)} jobs "
-              f"succeeded ({sweep_dir})", flush=True)
+              f"succeeded{note} ({sweep_dir})", flush=True)
         for record in failed:
             print(f"classvis:   job {record['job']} ({record['overrides']}) failed: "
                   f"{record.get('error')}", file=sys.stderr, flush=True)

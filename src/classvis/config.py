@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ class RunSettings:
     seed: int
     tracking: TrackingSettings
     teacher_cache: TeacherCacheSettings
+    force: bool = False
 
     @property
     def run_name(self) -> str:
@@ -42,6 +45,21 @@ def _parse_extractor(node: Any) -> tuple[str, Any]:
     name = options.pop("name")
     require(name in EXTRACTORS, "extractor.name", "one of " + ", ".join(sorted(EXTRACTORS)), name)
     return name, parse(EXTRACTORS[name].settings_class, options, "extractor")
+
+
+# what does not change a run's result: where things are stored and whether to rerun
+_NOT_RESULTS = ("tracking", "teacher_cache", "force", "data_root")
+_DATASET_LOCATION = ("root", "cache", "cache_dir")
+
+
+def config_digest(resolved: dict) -> str:
+    """A digest of everything in a resolved config that determines the run's results, so that a
+    re-run sweep recognises the jobs that already FINISHED."""
+    relevant = {key: value for key, value in resolved.items() if key not in _NOT_RESULTS}
+    if isinstance(relevant.get("dataset"), dict):
+        relevant["dataset"] = {key: value for key, value in relevant["dataset"].items()
+                               if key not in _DATASET_LOCATION}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def _absolute(path: str | None, base: Path) -> str | None:
@@ -88,7 +106,9 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
         seed=plain["seed"],
         tracking=parse(TrackingSettings, plain["tracking"], "tracking"),
         teacher_cache=parse(TeacherCacheSettings, plain.get("teacher_cache", {}), "teacher_cache"),
+        force=plain.get("force", False),
     )
+    require(isinstance(settings.force, bool), "force", "true or false", settings.force)
     if EXTRACTORS[extractor_name].needs_linear_teacher and settings.teacher.name != "linear":
         raise ConfigError("extractor.name", f"{extractor_name} needs a teacher without hidden "
                           f"layers (architecture@teacher=linear)", settings.teacher.label)

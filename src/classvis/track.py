@@ -127,6 +127,17 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
     return {prefix[:-1]: str(tree)}
 
 
+def finished_run_with_tag(experiment_id: str, key: str, value: str):
+    """The latest FINISHED run of the experiment whose tag ``key`` equals ``value``, if any."""
+    import mlflow
+
+    runs = retrying(lambda: mlflow.MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{key}` = '{value}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"], max_results=1))
+    return runs[0] if runs else None
+
+
 class TrackedRun:
     """One MLflow run, opened by ``tracked_run``; logging calls retry while the store is busy."""
 

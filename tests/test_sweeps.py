@@ -1,0 +1,82 @@
+"""Sweeps that never lose a run: resume, parallel SQLite writers, bad jobs, determinism."""
+
+from __future__ import annotations
+
+import pytest
+
+from test_train_e2e import client_for, train
+
+pytestmark = pytest.mark.slow
+FAST = ("dataset=digits", "trainer.teacher.epochs=2", "trainer.student.steps=200")
+
+
+def runs_of(db, experiment):
+    client = client_for(db)
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id]) if found else []
+
+
+def test_rerun_sweep_skips_finished_jobs_unless_forced(tmp_path):
+    db = tmp_path / "store.db"
+    common = (*FAST, f"tracking.uri=sqlite:///{db}", "tracking.experiment=resume")
+    first = train(tmp_path, "-m", *common, "seed=0,1", f"hydra.sweep.dir={tmp_path}/a")
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = train(tmp_path, "-m", *common, "seed=0,1,2", f"hydra.sweep.dir={tmp_path}/b")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout.count("classvis: skipped digits") == 2
+    assert "3 of 3 jobs succeeded, 2 skipped as already FINISHED" in second.stdout
+    runs = runs_of(db, "resume")
+    assert sorted(r.data.tags["seed"] for r in runs) == ["0", "1", "2"]
+    forced = train(tmp_path, *common, "seed=0", "force=true")
+    assert forced.returncode == 0 and "skipped" not in forced.stdout
+    assert len(runs_of(db, "resume")) == 4
+
+
+def test_parallel_joblib_sweep_into_sqlite_loses_nothing(tmp_path):
+    db = tmp_path / "store.db"
+    result = train(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *FAST,
+                   "seed=0,1,2,3,4,5", f"tracking.uri=sqlite:///{db}",
+                   "tracking.experiment=parallel", f"hydra.sweep.dir={tmp_path}/sweep")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "6 of 6 jobs succeeded" in result.stdout
+    assert "database is locked" not in result.stderr.lower()
+    runs = runs_of(db, "parallel")
+    assert sorted(r.data.tags["seed"] for r in runs) == [str(seed) for seed in range(6)]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    client = client_for(db)
+    metric_counts = {len(r.data.metrics) for r in runs}
+    assert len(metric_counts) == 1 and metric_counts.pop() > 70
+    for run in runs:
+        assert len(client.get_metric_history(run.info.run_id, "student/loss")) == 200
+        assert len(client.get_metric_history(run.info.run_id, "teacher/loss")) == 2
+
+
+def test_one_invalid_job_is_reported_and_the_others_run(tmp_path):
+    db = tmp_path / "store.db"
+    result = train(tmp_path, "-m", *FAST, "trainer.teacher.lr=0.5,-1,0.25",
+                   f"tracking.uri=sqlite:///{db}", "tracking.experiment=bad",
+                   f"hydra.sweep.dir={tmp_path}/sweep")
+    assert result.returncode == 1
+    (line,) = [line for line in result.stderr.splitlines()
+                if line.startswith("classvis: error (job 1:")]
+    assert "trainer.teacher.lr=-1" in line
+    assert line.endswith("): invalid config: trainer.teacher.lr: expected a number > 0, got -1.0")
+    assert "2 of 3 jobs succeeded" in result.stdout
+    runs = runs_of(db, "bad")
+    assert sorted(r.data.params["trainer.teacher.lr"] for r in runs) == ["0.25", "0.5"]
+
+
+def test_same_config_and_seed_give_identical_metrics(tmp_path):
+    """Two jobs of one sweep with the same config: the second starts after the first has used
+    the process's random state, so only seeding by config gives identical results."""
+    db = tmp_path / "store.db"
+    result = train(tmp_path, "-m", *FAST, "seed=3,3", "architecture@student=mlp",
+                   "trainer.student.mixup=20", "teacher_cache.enabled=false",
+                   f"tracking.uri=sqlite:///{db}", "tracking.experiment=determinism", "force=true",
+                   f"hydra.sweep.dir={tmp_path}/sweep")
+    assert result.returncode == 0, result.stderr[-2000:]
+    first, second = runs_of(db, "determinism")
+    assert first.data.tags["teacher_source"] == second.data.tags["teacher_source"] == "trained"
+    results = [{k: v for k, v in run.data.metrics.items() if not k.startswith("time/")}
+               for run in (first, second)]
+    assert results[0] == results[1]
