@@ -100,3 +100,14 @@ def test_config_digest_ignores_where_things_are_stored_but_not_what_is_run():
     assert digest("seed=1") != base
     assert digest("trainer.student.lr=0.5") != base
     assert digest("dataset.classes=[3,4]") != base
+
+
+def test_slurm_launcher_config_carries_the_usual_knobs():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", return_hydra_config=True,
+                      overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                                 "hydra.launcher.gpus_per_node=1"])
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node) == ("gpu", 1)
+    assert (launcher.timeout_min, launcher.cpus_per_task, launcher.mem_gb) == (60, 4, 16)

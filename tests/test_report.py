@@ -19,7 +19,8 @@ def digits_sweep(tmp_path_factory):
     folder = tmp_path_factory.mktemp("table5")
     db = folder / "mlflow.db"
     result = train(folder, "-m", "dataset=digits", "+table5=class_vis,class_vis_deeper,avg_images",
-                   "seed=0,1", "trainer.teacher.epochs=3", f"tracking.uri=sqlite:///{db}",
+                   "seed=0,1", "trainer.teacher.epochs=3", "trainer.student.steps=300",
+                   f"tracking.uri=sqlite:///{db}",
                    "tracking.experiment=t5", f"hydra.sweep.dir={folder}/sweep")
     assert result.returncode == 0, result.stderr[-3000:]
     return folder, db

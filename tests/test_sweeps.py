@@ -51,19 +51,25 @@ def test_parallel_joblib_sweep_into_sqlite_loses_nothing(tmp_path):
         assert len(client.get_metric_history(run.info.run_id, "teacher/loss")) == 2
 
 
-def test_one_invalid_job_is_reported_and_the_others_run(tmp_path):
+def test_invalid_and_diverging_jobs_are_reported_and_the_others_run(tmp_path):
     db = tmp_path / "store.db"
-    result = train(tmp_path, "-m", *FAST, "trainer.teacher.lr=0.5,-1,0.25",
+    result = train(tmp_path, "-m", *FAST, "trainer.teacher.lr=0.5,-1,1e38",
                    f"tracking.uri=sqlite:///{db}", "tracking.experiment=bad",
                    f"hydra.sweep.dir={tmp_path}/sweep")
-    assert result.returncode == 1
+    assert result.returncode == 1  # the sweep reports its failures...
+    assert "1 of 3 jobs succeeded" in result.stdout  # ...after running every job
     (line,) = [line for line in result.stderr.splitlines()
-                if line.startswith("classvis: error (job 1:")]
+               if line.startswith("classvis: error (job 1:")]
     assert "trainer.teacher.lr=-1" in line
     assert line.endswith("): invalid config: trainer.teacher.lr: expected a number > 0, got -1.0")
-    assert "2 of 3 jobs succeeded" in result.stdout
-    runs = runs_of(db, "bad")
-    assert sorted(r.data.params["trainer.teacher.lr"] for r in runs) == ["0.25", "0.5"]
+    assert "loss became" in result.stderr
+    runs = {r.data.params["trainer.teacher.lr"]: r for r in runs_of(db, "bad")}
+    assert sorted(runs) == ["0.5", "1e+38"]  # the invalid job never opened a run
+    assert runs["0.5"].info.status == "FINISHED"
+    diverged = runs["1e+38"]
+    assert diverged.info.status == "FAILED"
+    assert diverged.data.tags["error"].startswith("DivergenceError: teacher")
+    assert "student/accuracy" not in diverged.data.metrics  # nothing half-done looks finished
 
 
 def test_same_config_and_seed_give_identical_metrics(tmp_path):
