@@ -41,6 +41,14 @@ def trained_teacher(data: ImageData, architecture=LINEAR, epochs: int = 30):
     return teacher
 
 
+def distillation_setup(data: ImageData, student_architecture=LINEAR):
+    """A trained linear teacher, its class visualizations, their soft targets, a fresh student."""
+    teacher = trained_teacher(data)
+    images = extract(teacher, data, "class_vis", ClassVisSettings())
+    student = build_model(student_architecture, data.image_shape, data.num_classes, seed=1)
+    return teacher, images, soft_targets(teacher, images.images), student
+
+
 def test_zero_initialised_linear_model_scores_every_class_zero():
     data = toy_data()
     model = build_model(LINEAR, data.image_shape, data.num_classes, seed=3)
@@ -100,10 +108,7 @@ def test_linear_class_visualization_is_parallel_to_the_teachers_weight_row():
 
 def test_zero_initialised_linear_student_recovers_the_teacher():
     data = toy_data()
-    teacher = trained_teacher(data)
-    images = extract(teacher, data, "class_vis", ClassVisSettings())
-    targets = soft_targets(teacher, images.images)
-    student = build_model(LINEAR, data.image_shape, data.num_classes, seed=1)
+    teacher, images, targets, student = distillation_setup(data)
     losses = distill(student, images.images, targets, StudentTraining(lr=0.1, steps=3000))
     assert losses[-1] < 1e-8
     with torch.no_grad():
@@ -113,10 +118,7 @@ def test_zero_initialised_linear_student_recovers_the_teacher():
 
 def test_student_stops_once_loss_reaches_tol():
     data = toy_data()
-    teacher = trained_teacher(data)
-    images = extract(teacher, data, "class_vis", ClassVisSettings())
-    targets = soft_targets(teacher, images.images)
-    student = build_model(LINEAR, data.image_shape, data.num_classes, seed=1)
+    teacher, images, targets, student = distillation_setup(data)
     losses = distill(student, images.images, targets, StudentTraining(steps=5000, tol=1e-4))
     assert losses[-1] <= 1e-4 < losses[-2] and len(losses) < 5000
 
@@ -124,10 +126,7 @@ def test_student_stops_once_loss_reaches_tol():
 @pytest.mark.parametrize("optimizer,loss", [("sgd", "kl"), ("lbfgs", "mse"), ("adam", "mse")])
 def test_other_student_recipes_fit_the_soft_targets(optimizer, loss):
     data = toy_data()
-    teacher = trained_teacher(data)
-    images = extract(teacher, data, "class_vis", ClassVisSettings())
-    targets = soft_targets(teacher, images.images)
-    student = build_model(LINEAR, data.image_shape, data.num_classes, seed=1)
+    teacher, images, targets, student = distillation_setup(data)
     lr = {"sgd": 0.5, "lbfgs": 1.0, "adam": 0.01}[optimizer]
     losses = distill(student, images.images, targets,
                      StudentTraining(optimizer=optimizer, lr=lr, steps=300, loss=loss,
@@ -198,10 +197,7 @@ def test_mixup_targets_are_the_linear_teachers_logits_on_the_mixtures():
 
 def test_span_init_keeps_a_hidden_layer_student_blind_outside_the_images_span():
     data = toy_data()
-    teacher = trained_teacher(data)
-    images = extract(teacher, data, "class_vis", ClassVisSettings())
-    targets = soft_targets(teacher, images.images)
-    student = build_model(MLP, data.image_shape, data.num_classes, seed=1)
+    teacher, images, targets, student = distillation_setup(data, MLP)
     norms = student[1].weight.norm(dim=1).clone()
     distill(student, images.images, targets,
             StudentTraining(lr=0.3, steps=200, mixup=20, hidden_init="span"), seed=0)
