@@ -60,6 +60,13 @@ def make_image_folder(root: Path, classes=("cat", "dog", "frog"), per_class=(8, 
     return root
 
 
+class MaliciousPickle:
+    """Unpickling this writes ./PWNED: a file that must be refused, never unpickled."""
+
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)

@@ -9,6 +9,7 @@ import torch
 
 from classvis.synthetic import SyntheticSet
 from classvis.track import flatten, metric_key
+from conftest import MaliciousPickle
 
 
 def test_round_trip_is_exact(tmp_path):
@@ -26,15 +27,10 @@ def test_round_trip_is_exact(tmp_path):
     assert loaded.image_shape == (3, 5, 5)
 
 
-class Boom:
-    def __reduce__(self):
-        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
-
-
 def test_a_pickle_is_refused_not_executed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     crafted = tmp_path / "set.safetensors"
-    crafted.write_bytes(pickle.dumps(Boom()))
+    crafted.write_bytes(pickle.dumps(MaliciousPickle()))
     with pytest.raises(Exception):
         SyntheticSet.load(crafted)
     assert not (tmp_path / "PWNED").exists()

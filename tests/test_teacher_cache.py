@@ -12,6 +12,7 @@ from classvis import fit as fit_module
 from classvis.fit import TeacherTraining, fit
 from classvis.models import ArchitectureSettings, build_model
 from classvis.teacher_cache import TeacherCacheSettings, obtain_teacher, teacher_key
+from conftest import MaliciousPickle
 from test_numeric import toy_data
 
 LINEAR = ArchitectureSettings(name="linear")
@@ -86,17 +87,12 @@ def test_disabled_cache_always_trains(tmp_path):
     assert not list(tmp_path.glob("*.safetensors"))
 
 
-class Boom:
-    def __reduce__(self):
-        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
-
-
 def test_a_crafted_pickle_in_the_cache_is_refused_not_executed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = toy_data()
     first, _ = obtain(tmp_path / "cache", data)
     (cached,) = (tmp_path / "cache").glob("*.safetensors")
-    cached.write_bytes(pickle.dumps(Boom()))
+    cached.write_bytes(pickle.dumps(MaliciousPickle()))
     teacher, trained = obtain(tmp_path / "cache", data)
     assert (teacher.source, trained) == ("trained", 1)
     assert not (tmp_path / "PWNED").exists()
