@@ -52,7 +52,7 @@ def test_teacher_and_student_choose_architectures_independently():
     ("trainer.teacher.epochs=2.5", "trainer.teacher.epochs: expected an integer, got 2.5"),
     ("trainer.student.loss=hinge", "trainer.student.loss: expected one of 'mse', 'kl', got 'hinge'"),
     ("extractor.l2=-0.1", "extractor.l2: expected a number >= 0, got -0.1"),
-    ("+extractor.jitter=2", "extractor.jitter: expected no such key"),
+    ("+extractor.sharpen=2", "extractor.sharpen: expected no such key"),
     ("architecture@student=linear", None),
     ("student.hidden=[30]", "student.hidden: expected [] for the linear model, got [30]"),
     ("dataset.classes=[3,eleven]", "dataset.classes: expected class names among 0, 1, 2"),

@@ -75,6 +75,7 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
     tags = {
         "dataset": settings.dataset.name,
         "extractor": settings.extractor_name,
+        "per_class": str(getattr(settings.extractor, "per_class", 1)),
         "teacher": settings.teacher.label,
         "student": settings.student.label,
         "seed": str(settings.seed),
@@ -82,6 +83,16 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
         "hydra.job_num": "" if job.number is None else str(job.number),
         "mlflow.source.name": "train.py",
     }
+    if settings.dataset.classes is not None:
+        tags["classes"] = json.dumps(list(settings.dataset.classes))
+    if settings.dataset.one_vs_rest is not None:
+        tags["one_vs_rest"] = settings.dataset.one_vs_rest
+    if settings.swap.enabled:
+        tags["swap"] = settings.swap.label
+        tags["swap.class"] = settings.swap.replace
+        tags["swap.targets"] = settings.swap.targets
+    if settings.compress.enabled:
+        tags["compress"] = "biases"
     commit = git_commit()
     if commit is not None:
         tags["git_commit"] = tags["mlflow.source.git.commit"] = commit[0]
@@ -137,6 +148,9 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[floa
         logging_started = time.perf_counter()
         run.set_tags({"teacher_source": result.teacher_source, "teacher_key": result.teacher_key,
                       "class_names": json.dumps(result.data.class_names)})
+        if result.swap is not None:
+            run.set_tags({"donor_teacher_source": result.swap.donor_source,
+                          "donor_teacher_key": result.swap.donor_key})
         series = {"student/loss": list(enumerate(result.student_losses, start=1))}
         if result.teacher_source == "cache":  # the stored curve, so every run shows it
             series["teacher/loss"] = list(enumerate(result.teacher_losses, start=1))
@@ -151,9 +165,12 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[floa
         metrics["time/total"] = time.perf_counter() - started
         run.log_metrics(metrics)
     accuracy = result.evaluations["student"].accuracy
+    extra = "".join(f", {name.replace('_', ' ')} {result.evaluations[name].accuracy:.2%}"
+                    for name in ("baseline_student", "compressed", "donor_teacher")
+                    if name in result.evaluations)
     line = (f"classvis: {settings.run_name}: teacher {result.evaluations['teacher'].accuracy:.2%}, "
-            f"student {accuracy:.2%}, untrained {result.evaluations['untrained'].accuracy:.2%} "
-            f"in {metrics['time/total']:.1f}s (MLflow run {run.run_id})")
+            f"student {accuracy:.2%}, untrained {result.evaluations['untrained'].accuracy:.2%}"
+            f"{extra} in {metrics['time/total']:.1f}s (MLflow run {run.run_id})")
     _write_status(job, "FINISHED", run_id=run.run_id, student_accuracy=accuracy)
     return accuracy, line
 

@@ -14,16 +14,66 @@ from classvis import plots
 from classvis.pipeline import RunResult
 from classvis.track import metric_key
 
-MODELS = ("teacher", "student", "untrained")
 PER_CLASS_MODELS = ("teacher", "student")
+GRID_PER_CLASS = 10  # at most this many images per class in visualizations.png
+
+
+def _first_per_class(labels, count: int):
+    """Indices of the first ``count`` images of each class, in order."""
+    import torch
+
+    seen: dict[int, int] = {}
+    keep = []
+    for index, label in enumerate(labels.tolist()):
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] <= count:
+            keep.append(index)
+    return torch.tensor(keep, dtype=torch.int64)
+
+
+def _write_swap_figures(result: RunResult, folder: Path, title: str) -> None:
+    """Both teachers' visualizations side by side, and which image of the student's set came
+    from where (swap/origin.csv)."""
+    swap = result.swap
+    base_names = result.data.class_names
+    donor_names = swap.donor_data.class_names
+    rows = {
+        "base teacher": (swap.base_images.images,
+                         [base_names[i] for i in swap.base_images.labels.tolist()]),
+        "donor teacher": (swap.donor_images.images,
+                          [donor_names[i] for i in swap.donor_images.labels.tolist()]),
+        "student's set": (swap.swapped.images,
+                          [f"{base_names[label]} ({origin})" if origin != "base"
+                           else base_names[label]
+                           for label, origin in zip(swap.swapped.labels.tolist(),
+                                                    swap.swapped.origin)]),
+    }
+    (folder / "swap").mkdir(exist_ok=True)
+    plots.save(plots.image_rows(rows, f"Swap {swap.settings.label}: {title}"),
+               folder / "swap" / "teachers_side_by_side.png")
+    _write_report_csv(folder / "swap" / "origin.csv", [
+        {"index": index, "class": base_names[label], "origin": origin}
+        for index, (label, origin) in enumerate(zip(swap.swapped.labels.tolist(),
+                                                    swap.swapped.origin))])
+
+
+def _per_class_models(result: RunResult) -> tuple[str, ...]:
+    extra = tuple(name for name in ("baseline_student", "compressed") if name in result.evaluations)
+    return PER_CLASS_MODELS + extra
+
+
+def _errors_of_class(confusion, index: int) -> tuple[int, int]:
+    """(false positives, false negatives) of class ``index``."""
+    hits = int(confusion[index, index])
+    return int(confusion[:, index].sum()) - hits, int(confusion[index, :].sum()) - hits
 
 
 def run_metrics(result: RunResult) -> dict[str, float]:
     metrics: dict[str, float] = {}
     names = [metric_key(name) for name in result.data.class_names]
-    for model in MODELS:
-        metrics[f"{model}/accuracy"] = result.evaluations[model].accuracy
-    for model in PER_CLASS_MODELS:
+    for model, evaluation in result.evaluations.items():
+        metrics[f"{model}/accuracy"] = evaluation.accuracy
+    for model in _per_class_models(result):
         evaluation = result.evaluations[model]
         for measure in ("precision", "recall", "f1"):
             for name, value in zip(names, getattr(evaluation, measure)):
@@ -37,6 +87,23 @@ def run_metrics(result: RunResult) -> dict[str, float]:
     metrics["synthetic/images"] = float(len(result.synthetic.images))
     for stage, seconds in result.seconds.items():
         metrics[f"time/{stage}"] = seconds
+    if result.compressed is not None:
+        trainable = result.compressed.trainable_parameters
+        metrics["compressed/trainable_parameters"] = float(trainable)
+        metrics["compressed/frozen_parameters"] = float(result.compressed.model.rows.numel())
+        metrics["compressed/compression_ratio"] = result.parameters["teacher"] / trainable
+        metrics["compressed/final_loss"] = result.compressed.epoch_losses[-1]
+    if result.swap is not None:
+        swap = result.swap
+        key = metric_key(result.data.class_names[swap.base_class])
+        for model in ("student", "baseline_student"):
+            false_pos, false_neg = _errors_of_class(result.evaluations[model].confusion,
+                                                    swap.base_class)
+            metrics[f"{model}/false_positives/{key}"] = float(false_pos)
+            metrics[f"{model}/false_negatives/{key}"] = float(false_neg)
+        metrics["swap/accuracy_change"] = (result.evaluations["student"].accuracy
+                                           - result.evaluations["baseline_student"].accuracy)
+        metrics["swap/images"] = float(len(swap.swapped.replaced))
     return metrics
 
 
@@ -60,22 +127,35 @@ def write_artifacts(result: RunResult, folder: Path, title: str) -> list[Path]:
     names = result.data.class_names
     (folder / "confusion").mkdir(parents=True, exist_ok=True)
     (folder / "metrics").mkdir(parents=True, exist_ok=True)
-    for model in PER_CLASS_MODELS:
+    highlight = result.swap.base_class if result.swap is not None else None
+    for model in _per_class_models(result):
         evaluation = result.evaluations[model]
         _write_confusion_csv(folder / "confusion" / f"{model}.csv", evaluation.confusion, names)
+        label = model.replace("_", " ").capitalize()
         plots.save(plots.confusion_figure(
             evaluation.confusion, names,
-            f"{model.capitalize()} on the test set (accuracy {evaluation.accuracy:.2%})"),
+            f"{label} on the test set (accuracy {evaluation.accuracy:.2%})",
+            highlight=highlight if model in ("student", "baseline_student") else None),
             folder / "confusion" / f"{model}.png")
         _write_report_csv(folder / "metrics" / f"{model}_per_class.csv",
                           evaluation.per_class(names))
     synthetic = result.synthetic
-    tile_names = [names[label] for label in synthetic.labels.tolist()]
-    plots.save(plots.image_grid(synthetic.images, tile_names, f"Synthetic training set: {title}"),
+    shown = _first_per_class(synthetic.labels, GRID_PER_CLASS)
+    tile_names = [names[label] for label in synthetic.labels[shown].tolist()]
+    if result.swap is not None:
+        origin = result.swap.swapped.origin
+        tile_names = [f"{name} ({origin[i]})" if origin[i] != "base" else name
+                      for name, i in zip(tile_names, shown.tolist())]
+    more = "" if len(shown) == len(synthetic.images) else (
+        f" (first {GRID_PER_CLASS} of {len(synthetic.images) // len(names)} per class)")
+    plots.save(plots.image_grid(synthetic.images[shown], tile_names,
+                                f"Synthetic training set{more}: {title}"),
                folder / "visualizations.png")
+    if result.swap is not None:
+        _write_swap_figures(result, folder, title)
     plots.save(plots.f1_comparison_figure(
-        names, {"teacher": result.evaluations["teacher"].f1,
-                "student": result.evaluations["student"].f1},
+        names, {model.replace("_", " "): result.evaluations[model].f1
+                for model in _per_class_models(result)},
         f"Per-class F1, teacher vs student: {title}"), folder / "f1_comparison.png")
     synthetic.save(folder / "synthetic_set.safetensors")
     return sorted(path for path in folder.rglob("*") if path.is_file())

@@ -10,11 +10,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from classvis.compress import CompressSettings
 from classvis.data import DatasetSettings
 from classvis.extract import EXTRACTORS
 from classvis.fit import TrainerSettings
 from classvis.models import ArchitectureSettings
 from classvis.settings import ConfigError, parse, require
+from classvis.swap import SwapSettings
 from classvis.teacher_cache import TeacherCacheSettings
 from classvis.track import TrackingSettings, absolute_uri
 
@@ -30,12 +32,35 @@ class RunSettings:
     seed: int
     tracking: TrackingSettings
     teacher_cache: TeacherCacheSettings
+    swap: SwapSettings = SwapSettings()
+    compress: CompressSettings = CompressSettings()
     force: bool = False
 
     @property
+    def dataset_label(self) -> str:
+        """``mnist``, ``mnist[3,4]``, ``mnist[3 vs rest]``."""
+        if self.dataset.classes is not None:
+            return f"{self.dataset.name}[{','.join(self.dataset.classes)}]"
+        if self.dataset.one_vs_rest is not None:
+            return f"{self.dataset.name}[{self.dataset.one_vs_rest} vs rest]"
+        return self.dataset.name
+
+    @property
+    def extractor_label(self) -> str:
+        """``class_vis``, ``class_vis x10`` (10 per class), ``class_vis (3 from 3-vs-4)``."""
+        label = self.extractor_name
+        per_class = getattr(self.extractor, "per_class", 1)
+        if per_class > 1:
+            label += f" x{per_class}"
+        if self.swap.enabled:
+            label += f" ({self.swap.label})"
+        return label
+
+    @property
     def run_name(self) -> str:
-        return (f"{self.dataset.name} | {self.teacher.label} -> {self.extractor_name} -> "
-                f"{self.student.label} | seed {self.seed}")
+        compressed = " + compress" if self.compress.enabled else ""
+        return (f"{self.dataset_label} | {self.teacher.label} -> {self.extractor_label} -> "
+                f"{self.student.label}{compressed} | seed {self.seed}")
 
 
 def _parse_extractor(node: Any) -> tuple[str, Any]:
@@ -106,12 +131,20 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
         seed=plain["seed"],
         tracking=parse(TrackingSettings, plain["tracking"], "tracking"),
         teacher_cache=parse(TeacherCacheSettings, plain.get("teacher_cache", {}), "teacher_cache"),
+        swap=parse(SwapSettings, plain.get("swap") or {}, "swap"),
+        compress=parse(CompressSettings, plain.get("compress") or {}, "compress"),
         force=plain.get("force", False),
     )
     require(isinstance(settings.force, bool), "force", "true or false", settings.force)
     if EXTRACTORS[extractor_name].needs_linear_teacher and settings.teacher.name != "linear":
         raise ConfigError("extractor.name", f"{extractor_name} needs a teacher without hidden "
                           f"layers (architecture@teacher=linear)", settings.teacher.label)
+    if settings.swap.enabled:
+        settings.swap.donor_dataset(settings.dataset)  # the base dataset must keep every class
+        if settings.dataset.class_names is not None:
+            from classvis.data import check_class_names
+            check_class_names([settings.swap.replace], list(settings.dataset.class_names),
+                              "swap.replace")
     return settings
 
 

@@ -35,12 +35,15 @@ class DatasetSettings:
     download: bool = False
     class_names: tuple[str, ...] | None = None
     classes: tuple[str | int, ...] | None = None  # ints allowed: dataset.classes=[3,4]
+    one_vs_rest: str | int | None = None
     cache: bool = True
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(str(name) for name in self.classes))
+        if self.one_vs_rest is not None:
+            object.__setattr__(self, "one_vs_rest", str(self.one_vs_rest))
 
     def check(self, key: str) -> None:
         require(bool(self.name), f"{key}.name", "a non-empty name", self.name)
@@ -49,6 +52,12 @@ class DatasetSettings:
                     f"{key}.classes", "at least two distinct class names", list(self.classes))
             if self.class_names is not None:
                 check_class_names(self.classes, list(self.class_names), f"{key}.classes")
+        if self.one_vs_rest is not None:
+            require(self.classes is None, f"{key}.one_vs_rest",
+                    "null when dataset.classes is set (use one or the other)", self.one_vs_rest)
+            if self.class_names is not None:
+                check_class_names([self.one_vs_rest], list(self.class_names),
+                                  f"{key}.one_vs_rest")
         if self.loader == "torchvision":
             require(
                 self.torchvision_class in TORCHVISION_CLASSES,
@@ -302,8 +311,21 @@ def _keep_classes(images: torch.Tensor, labels: torch.Tensor, keep: list[int]):
     return images[mask], new_labels[mask]
 
 
-def load_dataset(settings: DatasetSettings) -> ImageData:
-    """Load a dataset into memory as float32 tensors in [0, 1]."""
+def _one_vs_rest(images: torch.Tensor, labels: torch.Tensor, positive: int,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class ``positive`` (label 0) against all others (label 1), balanced by keeping a random
+    subset of the others as large as the positive class (all of them if there are fewer)."""
+    positives = torch.nonzero(labels == positive).flatten()
+    negatives = torch.nonzero(labels != positive).flatten()
+    chosen = negatives[torch.randperm(len(negatives), generator=generator)[:len(positives)]]
+    keep = torch.cat([positives, chosen.sort().values])
+    return images[keep], (labels[keep] != positive).long()
+
+
+def load_dataset(settings: DatasetSettings, seed: int = 0) -> ImageData:
+    """Load a dataset into memory as float32 tensors in [0, 1].
+
+    ``seed`` draws the negatives kept by ``one_vs_rest`` (training and test sets alike)."""
     (train_x, train_y, test_x, test_y, class_names), fingerprint = load_arrays(settings)
     if settings.class_names is not None:
         require(
@@ -319,6 +341,15 @@ def load_dataset(settings: DatasetSettings) -> ImageData:
         train_x, train_y = _keep_classes(train_x, train_y, keep)
         test_x, test_y = _keep_classes(test_x, test_y, keep)
         class_names = list(settings.classes)
+    if settings.one_vs_rest is not None:
+        check_class_names([settings.one_vs_rest], class_names, "dataset.one_vs_rest")
+        positive = class_names.index(settings.one_vs_rest)
+        generator = torch.Generator().manual_seed(seed)
+        train_x, train_y = _one_vs_rest(train_x, train_y, positive, generator)
+        test_x, test_y = _one_vs_rest(test_x, test_y, positive, generator)
+        class_names = [settings.one_vs_rest, f"not {settings.one_vs_rest}"]
+        fingerprint = hashlib.sha256(
+            f"{fingerprint}|one_vs_rest|{settings.one_vs_rest}|{seed}".encode()).hexdigest()[:16]
     return ImageData(
         name=settings.name,
         class_names=list(class_names),

@@ -7,15 +7,18 @@ name with its settings dataclass; adding one is that function plus a YAML file i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from classvis.data import ImageData
+from classvis.fit import DivergenceError
 from classvis.models import Classifier
-from classvis.settings import ConfigError, positive, non_negative
+from classvis.settings import ConfigError, non_negative, positive, require
 
 
 @dataclass
@@ -28,7 +31,7 @@ class SyntheticImages:
 @dataclass(frozen=True)
 class Extractor:
     settings_class: type
-    function: Callable[[Classifier, ImageData, Any], SyntheticImages]
+    function: Callable[[Classifier, ImageData, Any, int], SyntheticImages]
     needs_linear_teacher: bool = False
 
 
@@ -44,53 +47,145 @@ def register(name: str, settings_class: type, needs_linear_teacher: bool = False
 
 @dataclass(frozen=True)
 class ClassVisSettings:
-    """Gradient ascent on the pre-softmax class score S_c(I) - l2 * ||I||^2 from a blank image
-    (Simonyan et al. 2013) until it stops improving: until no image changes by more than ``tol``
-    (relative to its norm) in one step, or after ``steps``. The teacher is frozen; only the images
-    change. (The image change, not the objective, is tested: near the optimum the objective's
-    gain is quadratic in the distance and drowns in float32 rounding long before the image has
-    converged.)"""
+    """Gradient ascent on the pre-softmax class score S_c(I) - l2 * ||I||^2 (Simonyan et al. 2013)
+    until it stops improving: until no image changes by more than ``tol`` (relative to its norm)
+    in one step, or after ``steps``. The teacher is frozen; only the images change. (The image
+    change, not the objective, is tested: near the optimum the objective's gain is quadratic in
+    the distance and drowns in float32 rounding long before the image has converged.)
+
+    ``per_class: k`` (beyond the paper) extracts k images per class, all optimised together as
+    one batch. They start from different random images (``start_std``: standard deviation of the
+    Gaussian noise around the blank image; 0 with k = 1 is the paper's blank start), and
+    ``diversity`` weighs a penalty on the mean cosine similarity between images of the same class
+    (scaled by the mean class score, so one value suits any teacher), which keeps them from
+    collapsing onto one maximum. Optional image priors: ``jitter`` (random shifts of up to that
+    many pixels before every step), ``tv`` (total-variation penalty) and ``blur`` (a Gaussian blur
+    of that sigma, in pixels, every ``blur_every`` steps). With priors on, the images never stop
+    changing, so extraction runs all ``steps``.
+    """
 
     l2: float = 0.5
     lr: float = 0.1
     steps: int = 2000
     tol: float = 1e-6
+    per_class: int = 1
+    start_std: float = 0.0
+    diversity: float = 0.0
+    jitter: int = 0
+    tv: float = 0.0
+    blur: float = 0.0
+    blur_every: int = 4
+    clip: bool = False
 
     def check(self, key: str) -> None:
         non_negative(self.l2, f"{key}.l2")
         positive(self.lr, f"{key}.lr")
         positive(self.steps, f"{key}.steps", "an integer >= 1")
         non_negative(self.tol, f"{key}.tol")
+        positive(self.per_class, f"{key}.per_class", "an integer >= 1")
+        non_negative(self.start_std, f"{key}.start_std")
+        if self.per_class > 1:
+            require(self.start_std > 0, f"{key}.start_std",
+                    "a number > 0 when per_class > 1 (k identical blank starts give k identical "
+                    "images)", self.start_std)
+        non_negative(self.diversity, f"{key}.diversity")
+        non_negative(self.jitter, f"{key}.jitter")
+        non_negative(self.tv, f"{key}.tv")
+        require(self.lr * (2 * self.l2 + 16 * self.tv) < 2, f"{key}.lr",
+                "lr * (2 * l2 + 16 * tv) < 2 (larger steps make the penalties diverge)",
+                self.lr)
+        non_negative(self.blur, f"{key}.blur")
+        positive(self.blur_every, f"{key}.blur_every", "an integer >= 1")
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Per image: the summed squared differences between neighbouring pixels."""
+    down = (images[..., 1:, :] - images[..., :-1, :]).pow(2).flatten(1).sum(1)
+    right = (images[..., :, 1:] - images[..., :, :-1]).pow(2).flatten(1).sum(1)
+    return down + right
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = max(1, math.ceil(2 * sigma))
+    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    kernel = torch.exp(-offsets.pow(2) / (2 * sigma * sigma))
+    kernel = kernel / kernel.sum()
+    channels = images.shape[1]
+    rows = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+    cols = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
+    return F.conv2d(F.conv2d(padded, rows, groups=channels), cols, groups=channels)
+
+
+def within_class_similarity(images: torch.Tensor, per_class: int) -> torch.Tensor:
+    """Per image: its mean cosine similarity to the other images of its class (images are
+    grouped class by class, ``per_class`` each)."""
+    if per_class == 1:
+        return torch.zeros(len(images))
+    unit = F.normalize(images.flatten(1), dim=1).view(-1, per_class, images[0].numel())
+    similarity = unit @ unit.transpose(1, 2)                       # (classes, k, k)
+    off_diagonal = similarity.sum(2) - similarity.diagonal(dim1=1, dim2=2)
+    return (off_diagonal / (per_class - 1)).flatten()
 
 
 @register("class_vis", ClassVisSettings)
-def class_vis(teacher: Classifier, data: ImageData, settings: ClassVisSettings) -> SyntheticImages:
-    classes = torch.arange(data.num_classes)
-    images = torch.zeros(data.num_classes, *data.image_shape, requires_grad=True)
+def class_vis(teacher: Classifier, data: ImageData, settings: ClassVisSettings,
+              seed: int = 0) -> SyntheticImages:
+    k = settings.per_class
+    classes = torch.arange(data.num_classes).repeat_interleave(k)
+    count = len(classes)
+    generator = torch.Generator().manual_seed(seed)
+    start = torch.randn(count, *data.image_shape, generator=generator) * settings.start_std
+    images = start.requires_grad_(True)
     optimizer = torch.optim.SGD([images], lr=settings.lr)
+    rows = torch.arange(count)
+    priors = settings.jitter > 0 or settings.blur > 0
     teacher.eval()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     try:
         for step in range(1, settings.steps + 1):
             before = images.detach().clone()
-            scores = teacher(images)[classes, classes]
+            seen = images
+            if settings.jitter:
+                dy, dx = torch.randint(-settings.jitter, settings.jitter + 1, (2,),
+                                       generator=generator).tolist()
+                seen = torch.roll(images, shifts=(dy, dx), dims=(-2, -1))
+            scores = teacher(seen)[rows, classes]
             objective = scores - settings.l2 * images.pow(2).flatten(1).sum(1)
+            if settings.tv:
+                objective = objective - settings.tv * total_variation(images)
+            if settings.diversity and k > 1:
+                scale = scores.detach().abs().mean().clamp_min(1.0)
+                objective = objective - settings.diversity * scale * within_class_similarity(
+                    images, k)
             optimizer.zero_grad(set_to_none=True)
             (-objective.sum()).backward()
             optimizer.step()
             with torch.no_grad():
-                change = (images - before).flatten(1).norm(dim=1)
-                size = images.flatten(1).norm(dim=1).clamp_min(1e-12)
-                if bool((change <= settings.tol * size).all()):
-                    break
+                if settings.blur and step % settings.blur_every == 0:
+                    images.copy_(gaussian_blur(images, settings.blur))
+                if settings.clip:
+                    images.clamp_(0.0, 1.0)
+                if not priors:
+                    change = (images - before).flatten(1).norm(dim=1)
+                    size = images.flatten(1).norm(dim=1).clamp_min(1e-12)
+                    if bool((change <= settings.tol * size).all()):
+                        break
     finally:
         for parameter in teacher.parameters():
             parameter.requires_grad_(True)
     images = images.detach()
+    if not bool(torch.isfinite(images).all()):
+        raise DivergenceError(f"class_vis extraction diverged by step {step}: the images are "
+                              f"no longer finite")
     with torch.no_grad():
-        final_scores = teacher(images)[classes, classes]
-    info = {"steps": float(step), "mean_class_score": final_scores.mean().item()}
+        final_scores = teacher(images)[rows, classes]
+        predicted = teacher(images).argmax(1)
+    info = {"steps": float(step), "mean_class_score": final_scores.mean().item(),
+            "teacher_agreement": (predicted == classes).float().mean().item()}
+    if k > 1:
+        info["within_class_similarity"] = within_class_similarity(images, k).mean().item()
     return SyntheticImages(images, classes, info)
 
 
@@ -100,7 +195,8 @@ class NoSettings:
 
 
 @register("class_average", NoSettings)
-def class_average(teacher: Classifier, data: ImageData, settings: NoSettings) -> SyntheticImages:
+def class_average(teacher: Classifier, data: ImageData, settings: NoSettings,
+                  seed: int = 0) -> SyntheticImages:
     """The mean of all training images of each class (the paper's Algorithm 1)."""
     classes = torch.arange(data.num_classes)
     counts = torch.bincount(data.train_y, minlength=data.num_classes)
@@ -115,7 +211,8 @@ def class_average(teacher: Classifier, data: ImageData, settings: NoSettings) ->
 
 
 @register("output_weights", NoSettings, needs_linear_teacher=True)
-def output_weights(teacher: Classifier, data: ImageData, settings: NoSettings) -> SyntheticImages:
+def output_weights(teacher: Classifier, data: ImageData, settings: NoSettings,
+                   seed: int = 0) -> SyntheticImages:
     """Each row of the teacher's output layer reshaped as an image (no-hidden-layer teachers)."""
     if teacher.has_hidden_layers:
         raise ConfigError("extractor.name", "output_weights needs a teacher without hidden layers "
@@ -124,8 +221,9 @@ def output_weights(teacher: Classifier, data: ImageData, settings: NoSettings) -
     return SyntheticImages(weights.view(-1, *data.image_shape), torch.arange(data.num_classes))
 
 
-def extract(teacher: Classifier, data: ImageData, name: str, settings: Any) -> SyntheticImages:
-    return EXTRACTORS[name].function(teacher, data, settings)
+def extract(teacher: Classifier, data: ImageData, name: str, settings: Any,
+            seed: int = 0) -> SyntheticImages:
+    return EXTRACTORS[name].function(teacher, data, settings, seed)
 
 
 def soft_targets(teacher: Classifier, images: torch.Tensor) -> torch.Tensor:

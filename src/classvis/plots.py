@@ -13,7 +13,10 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 
-def confusion_figure(confusion: np.ndarray, class_names: list[str], title: str) -> Figure:
+def confusion_figure(confusion: np.ndarray, class_names: list[str], title: str,
+                     highlight: int | None = None) -> Figure:
+    """The confusion matrix with counts. ``highlight``: a class whose false positives (its
+    column, off the diagonal) are framed in red and false negatives (its row) in orange."""
     size = max(4.5, 0.55 * len(class_names) + 2)
     fig, ax = plt.subplots(figsize=(size, size * 0.9), layout="constrained")
     image = ax.imshow(confusion, cmap="Blues")
@@ -28,6 +31,19 @@ def confusion_figure(confusion: np.ndarray, class_names: list[str], title: str) 
     for (row, col), count in np.ndenumerate(confusion):
         ax.text(col, row, str(count), ha="center", va="center", fontsize=7,
                 color="white" if count > threshold else "black")
+    if highlight is not None:
+        from matplotlib.patches import Rectangle
+
+        for other in range(len(class_names)):
+            if other == highlight:
+                continue
+            for (row, col), colour in (((other, highlight), "red"), ((highlight, other), "orange")):
+                ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False,
+                                       edgecolor=colour, linewidth=1.8))
+        false_pos = int(confusion[:, highlight].sum() - confusion[highlight, highlight])
+        false_neg = int(confusion[highlight, :].sum() - confusion[highlight, highlight])
+        ax.set_xlabel(f"predicted class   (class {class_names[highlight]}: {false_pos} false "
+                      f"positives in red, {false_neg} false negatives in orange)")
     return fig
 
 
@@ -54,6 +70,27 @@ def image_grid(images: torch.Tensor, titles: list[str], title: str, columns: int
             continue
         ax.imshow(_display(images[index]), cmap="gray", interpolation="nearest")
         ax.set_xlabel(titles[index], fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def image_rows(rows: dict[str, tuple[torch.Tensor, list[str]]], title: str) -> Figure:
+    """Several labelled rows of images (e.g. two teachers' visualizations side by side)."""
+    columns = max(len(images) for images, _ in rows.values())
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns, 1.7 * len(rows) + 0.4),
+                             squeeze=False, layout="constrained")
+    for row, (label, (images, titles)) in enumerate(rows.items()):
+        for index in range(columns):
+            ax = axes[row, index]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if index >= len(images):
+                ax.axis("off")
+                continue
+            ax.imshow(_display(images[index]), cmap="gray", interpolation="nearest")
+            ax.set_xlabel(titles[index], fontsize=8)
+            if index == 0:
+                ax.set_ylabel(label, fontsize=8)
     fig.suptitle(title, fontsize=10)
     return fig
 
