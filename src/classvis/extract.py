@@ -56,9 +56,8 @@ class ClassVisSettings:
     ``per_class: k`` (beyond the paper) extracts k images per class, all optimised together as
     one batch. They start from different random images (``start_std``: standard deviation of the
     Gaussian noise around the blank image; 0 with k = 1 is the paper's blank start), and
-    ``diversity`` weighs a penalty on the mean cosine similarity between images of the same class
-    (scaled by the mean class score, so one value suits any teacher), which keeps them from
-    collapsing onto one maximum. Optional image priors: ``jitter`` (random shifts of up to that
+    ``diversity`` weighs a reward on the mean log distance between images of the same class,
+    which keeps them from collapsing onto one maximum (see ``within_class_spread``). Optional image priors: ``jitter`` (random shifts of up to that
     many pixels before every step), ``tv`` (total-variation penalty) and ``blur`` (a Gaussian blur
     of that sigma, in pixels, every ``blur_every`` steps). With priors on, the images never stop
     changing, so extraction runs all ``steps``.
@@ -128,6 +127,18 @@ def within_class_similarity(images: torch.Tensor, per_class: int) -> torch.Tenso
     return (off_diagonal / (per_class - 1)).flatten()
 
 
+def within_class_spread(images: torch.Tensor, per_class: int) -> torch.Tensor:
+    """Per image: the mean log squared distance to the other images of its class. As a reward it
+    repels images of one class from each other with a force that grows as they approach (1 /
+    distance), so that no two starting points converge onto the same maximum; a cosine or
+    distance penalty's pull vanishes exactly there."""
+    flat = images.flatten(1).view(-1, per_class, images[0].numel())
+    squared = (flat.unsqueeze(2) - flat.unsqueeze(1)).pow(2).sum(-1)     # (classes, k, k)
+    eye = torch.eye(per_class, dtype=torch.bool)
+    logs = torch.log(squared.masked_fill(eye, 1.0) + 1e-12).masked_fill(eye, 0.0)
+    return (logs.sum(2) / (per_class - 1)).flatten()
+
+
 @register("class_vis", ClassVisSettings)
 def class_vis(teacher: Classifier, data: ImageData, settings: ClassVisSettings,
               seed: int = 0) -> SyntheticImages:
@@ -156,9 +167,7 @@ def class_vis(teacher: Classifier, data: ImageData, settings: ClassVisSettings,
             if settings.tv:
                 objective = objective - settings.tv * total_variation(images)
             if settings.diversity and k > 1:
-                scale = scores.detach().abs().mean().clamp_min(1.0)
-                objective = objective - settings.diversity * scale * within_class_similarity(
-                    images, k)
+                objective = objective + settings.diversity * within_class_spread(images, k)
             optimizer.zero_grad(set_to_none=True)
             (-objective.sum()).backward()
             optimizer.step()

@@ -116,10 +116,19 @@ def _dataset_order(datasets) -> list[str]:
     return known + sorted(set(datasets) - set(known))
 
 
+def is_table5_run(run: RunRecord) -> bool:
+    """A run of the paper's Table 5 protocol: linear teacher on all classes of a dataset, one
+    image per class, no swap or compression stage."""
+    tags = run.tags
+    return (tags.get("teacher") == TABLE5_TEACHER and "dataset" in tags
+            and tags.get("per_class", "1") == "1"
+            and not any(key in tags for key in ("swap", "classes", "one_vs_rest", "compress")))
+
+
 def table5(runs: list[RunRecord]) -> Table:
     by_dataset: dict[str, list[RunRecord]] = defaultdict(list)
     for run in runs:
-        if run.tags.get("teacher") == TABLE5_TEACHER and "dataset" in run.tags:
+        if is_table5_run(run):
             by_dataset[run.tags["dataset"]].append(run)
     rows, missing, teachers = {}, [], {}
     for dataset in _dataset_order(by_dataset):
@@ -159,7 +168,7 @@ def f1_figures(runs: list[RunRecord], folder: Path) -> list[Path]:
     written = []
     for dataset in _dataset_order({r.tags.get("dataset") for r in runs} - {None}):
         dataset_runs = [r for r in runs if r.tags.get("dataset") == dataset
-                        and r.tags.get("teacher") == TABLE5_TEACHER and "class_names" in r.tags]
+                        and is_table5_run(r) and "class_names" in r.tags]
         if not dataset_runs:
             continue
         names = json.loads(dataset_runs[-1].tags["class_names"])
@@ -188,14 +197,182 @@ def f1_figures(runs: list[RunRecord], folder: Path) -> list[Path]:
     return written
 
 
-def write_report(table: Table, runs: list[RunRecord], folder: Path) -> list[Path]:
+def _percent(values: list[float]) -> str:
+    return Cell(values).text
+
+
+def _mean_metric(runs: list[RunRecord], key: str) -> list[float]:
+    return [r.metrics[key] for r in runs if key in r.metrics]
+
+
+def _markdown_rows(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _group(runs: list[RunRecord], key) -> dict[tuple, list[RunRecord]]:
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        groups[key(run)].append(run)
+    return {k: _latest_per_seed(v) for k, v in groups.items()}
+
+
+@dataclass
+class Section:
+    slug: str      # file name: <slug>.csv
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        parts = [f"## {self.title}", "", _markdown_rows(self.header, self.rows)]
+        if self.notes:
+            parts += [""] + [f"- {note}" for note in self.notes]
+        return "\n".join(parts)
+
+    def write_csv(self, path: Path) -> None:
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(self.header)
+            writer.writerows(self.rows)
+
+
+def section8(runs: list[RunRecord]) -> Section | None:
+    """Class subsets, one-vs-rest teachers and the swap experiment (the paper's Section 8)."""
+    chosen = [r for r in runs if any(k in r.tags for k in ("swap", "classes", "one_vs_rest"))]
+    if not chosen:
+        return None
+    from classvis.track import metric_key
+
+    rows = []
+    groups = _group(chosen, lambda r: (r.tags.get("dataset", ""), r.tags.get("classes", ""),
+                                       r.tags.get("one_vs_rest", ""), r.tags.get("swap", ""),
+                                       r.tags.get("teacher", ""), r.tags.get("student", "")))
+    for (dataset, classes, one_vs_rest, swap, teacher, student), group in sorted(groups.items()):
+        if swap:
+            task = f"10-class set, {swap}"
+        elif classes:
+            task = "classes " + ", ".join(json.loads(classes))
+        else:
+            task = f"{one_vs_rest} vs rest (balanced)"
+        row = [DATASET_TITLES.get(dataset, dataset), task, teacher, student,
+               _percent(_mean_metric(group, "teacher/accuracy")),
+               _percent(_mean_metric(group, "student/accuracy"))]
+        if swap:
+            name = metric_key(group[-1].tags.get("swap.class", ""))
+            row += [_percent(_mean_metric(group, "baseline_student/accuracy")),
+                    _count(group, f"student/false_positives/{name}"),
+                    _count(group, f"baseline_student/false_positives/{name}"),
+                    _count(group, f"student/false_negatives/{name}"),
+                    _count(group, f"baseline_student/false_negatives/{name}")]
+        else:
+            row += ["-"] * 5
+        rows.append(row)
+    header = ["Dataset", "Task", "Teacher", "Student", "Teacher acc.", "Student acc.",
+              "Unswapped student acc.", "FP (swapped)", "FP (unswapped)", "FN (swapped)",
+              "FN (unswapped)"]
+    notes = ["FP / FN: false positives / negatives of the swapped class on the test set, for the "
+             "student trained on the swapped set and for the same student on the unswapped set.",
+             "Subset and one-vs-rest rows: the donor teachers themselves, retrained from their own "
+             "visualizations (accuracy on their own test sets)."]
+    return Section("section8", "Section 8: other classes shape a visualization (test accuracy %)", header,
+                   rows, notes)
+
+
+def _count(runs: list[RunRecord], key: str) -> str:
+    values = _mean_metric(runs, key)
+    return f"{statistics.fmean(values):.0f}" if values else "-"
+
+
+def _per_class_runs(runs: list[RunRecord]) -> list[RunRecord]:
+    return [r for r in runs if r.tags.get("teacher") != TABLE5_TEACHER
+            or r.tags.get("per_class", "1") != "1" or "compress" in r.tags]
+
+
+def section10(runs: list[RunRecord]) -> Section | None:
+    """Students and compressed models from k images per class (the paper's Section 10 and
+    beyond it), one row per dataset, teacher, student and k."""
+    chosen = [r for r in _per_class_runs(runs) if "swap" not in r.tags]
+    if not chosen:
+        return None
+    groups = _group(chosen, lambda r: (r.tags.get("dataset", ""), r.tags.get("teacher", ""),
+                                       r.tags.get("student", ""), r.tags.get("extractor", ""),
+                                       int(r.tags.get("per_class", "1") or 1)))
+    rows = []
+    for (dataset, teacher, student, extractor, k), group in sorted(groups.items()):
+        ratio = _mean_metric(group, "compressed/compression_ratio")
+        rows.append([DATASET_TITLES.get(dataset, dataset), teacher, extractor, str(k),
+                     _count(group, "synthetic/images"), student,
+                     _percent(_mean_metric(group, "teacher/accuracy")),
+                     _percent(_mean_metric(group, "student/accuracy")),
+                     _percent(_mean_metric(group, "compressed/accuracy")),
+                     _count(group, "teacher/parameters"),
+                     _count(group, "compressed/trainable_parameters"),
+                     f"{statistics.fmean(ratio):.0f}x" if ratio else "-"])
+    header = ["Dataset", "Teacher", "Extractor", "Per class", "Images", "Student",
+              "Teacher acc.", "Student acc.", "Compressed acc.", "Teacher params",
+              "Compressed trainable params", "Ratio"]
+    return Section("section10", "Section 10 and k images per class (test accuracy %)", header, rows,
+                   ["Compressed: a model without hidden layers whose frozen weight rows are the "
+                    "images; only its biases are trained on the real training set."])
+
+
+def per_class_figure(runs: list[RunRecord], folder: Path) -> list[Path]:
+    """Accuracy against the number of synthetic images, one line per (dataset, teacher,
+    student) with k > 1 somewhere, the teacher as a horizontal line."""
+    from classvis import plots
+
+    chosen = [r for r in _per_class_runs(runs) if "swap" not in r.tags
+              and "synthetic/images" in r.metrics]
+    written = []
+    series_keys = sorted({(r.tags.get("dataset", ""), r.tags.get("teacher", ""),
+                           r.tags.get("student", "")) for r in chosen})
+    for dataset, teacher, student in series_keys:
+        group = [r for r in chosen if (r.tags.get("dataset", ""), r.tags.get("teacher", ""),
+                                       r.tags.get("student", "")) == (dataset, teacher, student)]
+        by_count = _group(group, lambda r: (int(r.metrics["synthetic/images"]),))
+        if len(by_count) < 2:
+            continue
+        counts = sorted(c for (c,) in by_count)
+        curves = {f"student ({student})": [statistics.fmean(_mean_metric(by_count[(c,)],
+                                                                          "student/accuracy"))
+                                           for c in counts]}
+        compressed = [_mean_metric(by_count[(c,)], "compressed/accuracy") for c in counts]
+        if all(compressed):
+            curves["compressed (frozen rows, biases trained)"] = [statistics.fmean(v)
+                                                                  for v in compressed]
+        teacher_accuracy = statistics.fmean(_mean_metric(group, "teacher/accuracy"))
+        path = folder / f"accuracy_vs_images_{dataset}_{teacher}_{student}.png"
+        plots.save(plots.accuracy_vs_images_figure(
+            counts, curves, teacher_accuracy, f"teacher ({teacher})",
+            f"{DATASET_TITLES.get(dataset, dataset)}: accuracy vs synthetic images"), path)
+        written.append(path)
+    return written
+
+
+def write_report(table: Table, runs: list[RunRecord], folder: Path,
+                 sections: list[Section] | None = None) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "table5.md").write_text(_markdown_document(table))
-    table.write_csv(folder / "table5.csv")
-    return [folder / "table5.md", folder / "table5.csv", *f1_figures(runs, folder)]
+    sections = sections or []
+    (folder / "report.md").write_text(_markdown_document(table, sections))
+    files = [folder / "report.md"]
+    if table.rows or not sections:
+        (folder / "table5.md").write_text(_markdown_document(table, []))
+        table.write_csv(folder / "table5.csv")
+        files += [folder / "table5.md", folder / "table5.csv", *f1_figures(runs, folder)]
+    for section in sections:
+        section.write_csv(folder / f"{section.slug}.csv")
+        files.append(folder / f"{section.slug}.csv")
+    files += per_class_figure(runs, folder)
+    return files
 
 
-def _markdown_document(table: Table) -> str:
+def _markdown_document(table: Table, sections: list[Section] | None = None) -> str:
+    sections = sections or []
+    if sections and not table.rows:
+        return "\n\n".join(section.markdown() for section in sections) + "\n"
     lines = ["# Table 5: test accuracy (%)", "", table.markdown(), ""]
     lines.append("Teachers (from the runs' `teacher_source` tags):")
     for dataset, counts in table.teachers.items():
@@ -204,6 +381,8 @@ def _markdown_document(table: Table) -> str:
                      f"time(s), reused from the cache {counts['cache']} time(s)")
     if table.missing:
         lines += ["", "Missing cells:"] + [f"- {item}" for item in table.missing]
+    for section in sections:
+        lines += ["", section.markdown()]
     return "\n".join(lines) + "\n"
 
 
@@ -259,12 +438,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runs = fetch_runs(client, experiment.experiment_id)
     table = table5(runs)
+    sections = [section for section in (section8(runs), section10(runs)) if section is not None]
     output = args.output or Path("reports") / args.experiment
-    files = write_report(table, runs, output)
-    print(_markdown_document(table))
+    files = write_report(table, runs, output, sections)
+    print(_markdown_document(table, sections))
     print(f"written: {', '.join(str(path) for path in files)}")
     if not args.no_log:
-        run_id = log_summary_run(client, experiment.experiment_id, files, "report: Table 5")
+        title = "report: Table 5" if table.rows or not sections else "report"
+        run_id = log_summary_run(client, experiment.experiment_id, files, title)
         print(f"logged to MLflow run {run_id} (experiment {args.experiment!r})")
     return 0
 
