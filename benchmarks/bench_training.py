@@ -120,7 +120,17 @@ def main() -> None:
         steps = {}
         seconds = timed(lambda: steps.update(class_vis(model, data, ClassVisSettings()).info), 3)
         print(f"class_vis extraction, 10 classes, {label} teacher: {seconds * 1000:.1f} ms "
-              f"({int(steps['steps'])} ascent steps, all 10 images as one batch)")
+              f"({int(steps['steps'])} ascent steps to convergence, all 10 images as one batch)")
+        # the same fixed number of steps for 10 and for 1,000 images (10 classes x 100), each
+        # set optimised as one batch: what 100x the images costs
+        fixed = {}
+        for per_class in (1, 100):
+            settings = ClassVisSettings(per_class=per_class, start_std=0.3, diversity=0.1,
+                                        steps=500, tol=0.0)
+            fixed[per_class] = timed(lambda: class_vis(model, data, settings), 2)
+        print(f"  500 steps, {label} teacher: 10 images {fixed[1] * 1000:.0f} ms, 1,000 images "
+              f"{fixed[100] * 1000:.0f} ms -> {fixed[100] / fixed[1]:.1f}x the time for 100x the "
+              f"images ({1000 * 500 / fixed[100]:,.0f} image-steps/s)")
 
     if args.sweeps:
         sweep_benchmark(root)

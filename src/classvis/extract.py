@@ -133,7 +133,9 @@ def within_class_spread(images: torch.Tensor, per_class: int) -> torch.Tensor:
     distance), so that no two starting points converge onto the same maximum; a cosine or
     distance penalty's pull vanishes exactly there."""
     flat = images.flatten(1).view(-1, per_class, images[0].numel())
-    squared = (flat.unsqueeze(2) - flat.unsqueeze(1)).pow(2).sum(-1)     # (classes, k, k)
+    norms = flat.pow(2).sum(-1)
+    squared = (norms.unsqueeze(2) + norms.unsqueeze(1)
+               - 2 * flat @ flat.transpose(1, 2)).clamp_min(0.0)       # (classes, k, k)
     eye = torch.eye(per_class, dtype=torch.bool)
     logs = torch.log(squared.masked_fill(eye, 1.0) + 1e-12).masked_fill(eye, 0.0)
     return (logs.sum(2) / (per_class - 1)).flatten()
