@@ -120,7 +120,9 @@ def main() -> None:
         steps = {}
         seconds = timed(lambda: steps.update(class_vis(model, data, ClassVisSettings()).info), 3)
         print(f"class_vis extraction, 10 classes, {label} teacher: {seconds * 1000:.1f} ms "
-              f"({int(steps['steps'])} ascent steps to convergence, all 10 images as one batch)")
+              f"({int(steps['steps'])} ascent steps"
+              f"{' to convergence' if steps['steps'] < ClassVisSettings().steps else ', the cap'}"
+              f", all 10 images as one batch)")
         # the same fixed number of steps for 10 and for 1,000 images (10 classes x 100), each
         # set optimised as one batch: what 100x the images costs
         fixed = {}
