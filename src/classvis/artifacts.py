@@ -11,6 +11,7 @@ import csv
 from pathlib import Path
 
 from classvis import plots
+from classvis.evaluate import class_errors
 from classvis.pipeline import RunResult
 from classvis.track import metric_key
 
@@ -62,12 +63,6 @@ def _per_class_models(result: RunResult) -> tuple[str, ...]:
     return PER_CLASS_MODELS + extra
 
 
-def _errors_of_class(confusion, index: int) -> tuple[int, int]:
-    """(false positives, false negatives) of class ``index``."""
-    hits = int(confusion[index, index])
-    return int(confusion[:, index].sum()) - hits, int(confusion[index, :].sum()) - hits
-
-
 def run_metrics(result: RunResult) -> dict[str, float]:
     metrics: dict[str, float] = {}
     names = [metric_key(name) for name in result.data.class_names]
@@ -97,8 +92,8 @@ def run_metrics(result: RunResult) -> dict[str, float]:
         swap = result.swap
         key = metric_key(result.data.class_names[swap.base_class])
         for model in ("student", "baseline_student"):
-            false_pos, false_neg = _errors_of_class(result.evaluations[model].confusion,
-                                                    swap.base_class)
+            false_pos, false_neg = class_errors(result.evaluations[model].confusion,
+                                                swap.base_class)
             metrics[f"{model}/false_positives/{key}"] = float(false_pos)
             metrics[f"{model}/false_negatives/{key}"] = float(false_neg)
         metrics["swap/accuracy_change"] = (result.evaluations["student"].accuracy

@@ -47,3 +47,10 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
         precision=precision, recall=recall, f1=f1, support=support,
         confusion=confusion_matrix(truth, predicted, labels=classes),
     )
+
+
+def class_errors(confusion: np.ndarray, index: int) -> tuple[int, int]:
+    """(false positives, false negatives) of class ``index`` in a confusion matrix whose rows are
+    the true classes and columns the predicted ones."""
+    hits = int(confusion[index, index])
+    return int(confusion[:, index].sum()) - hits, int(confusion[index, :].sum()) - hits

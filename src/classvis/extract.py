@@ -191,8 +191,9 @@ def class_vis(teacher: Classifier, data: ImageData, settings: ClassVisSettings,
         raise DivergenceError(f"class_vis extraction diverged by step {step}: the images are "
                               f"no longer finite")
     with torch.no_grad():
-        final_scores = teacher(images)[rows, classes]
-        predicted = teacher(images).argmax(1)
+        logits = teacher(images)
+        final_scores = logits[rows, classes]
+        predicted = logits.argmax(1)
     info = {"steps": float(step), "mean_class_score": final_scores.mean().item(),
             "teacher_agreement": (predicted == classes).float().mean().item()}
     if k > 1:
