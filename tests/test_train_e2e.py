@@ -3,12 +3,15 @@ checked through ``MlflowClient`` the way a user's tools would read them."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from classvis.synthetic import SyntheticSet
 from conftest import ROOT, make_mnist
@@ -18,7 +21,8 @@ pytestmark = pytest.mark.slow
 ARTIFACTS = {"config.yaml", "confusion/teacher.png", "confusion/teacher.csv",
              "confusion/student.png", "confusion/student.csv", "visualizations.png",
              "f1_comparison.png", "synthetic_set.safetensors", "metrics/teacher_per_class.csv",
-             "metrics/student_per_class.csv"}
+             "metrics/student_per_class.csv", "privacy/nearest_train.csv",
+             "privacy/nearest_training_images.png"}
 
 
 def train(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -84,8 +88,61 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
         assert synthetic.soft_targets.shape == (10, 10)
         assert synthetic.images.shape[0] == 10
         assert synthetic.metadata["dataset"] == tags["dataset"]
+        # privacy: class visualizations are not copies of training images
+        assert metrics["privacy/distance_ratio"] > 1.0
+        assert metrics["privacy/nn_distance_min"] > 0.0
     assert runs[0].data.metrics["student/accuracy"] > 0.85  # digits is learnable
-    assert "student 9" in result.stdout or "student 8" in result.stdout  # the summary line
+    # one summary line per run, and no progress bars outside a terminal
+    summaries = [line for line in result.stdout.splitlines()
+                 if line.startswith("classvis: ") and "MLflow run" in line]
+    assert len(summaries) == 2 and all("teacher" in line and "student" in line and " in "
+                                       in line for line in summaries)
+    assert "step/s" not in result.stderr and "epoch/s" not in result.stderr
+    assert "%|" not in result.stderr
+
+    # the portable set: export the MNIST run, train a student from the file alone
+    mnist = runs[1]
+    exported = tmp_path / "exports" / "mnist.safetensors"
+    done = subprocess.run([sys.executable, "-m", "classvis.cli", "export", mnist.info.run_id,
+                           "-o", str(exported)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Downloading" not in done.stdout + done.stderr  # MLflow's bar stays quiet too
+    portable = SyntheticSet.load(exported)
+    original = SyntheticSet.load(client.download_artifacts(
+        mnist.info.run_id, "synthetic_set.safetensors", str(tmp_path / "again")))
+    assert torch.equal(portable.images, original.images)
+    assert torch.equal(portable.soft_targets, original.soft_targets)
+    assert portable.class_names == [str(d) for d in range(10)]
+    meta = portable.metadata
+    assert meta["run_id"] == mnist.info.run_id and meta["experiment"] == "classvis"
+    assert float(meta["teacher_accuracy"]) == mnist.data.metrics["teacher/accuracy"]
+    assert json.loads(meta["teacher_architecture"])["name"] == "linear"
+    assert json.loads(meta["source_dataset"])["torchvision_class"] == "MNIST"
+    assert int(meta["teacher_parameters"]) == 7850
+
+    shutil.move(data_root, tmp_path / "elsewhere")  # the original data is gone
+    alone = train(tmp_path, "dataset=synthetic", f"dataset.path={exported}",
+                  "tracking.experiment=portable")
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert "no real test set" in alone.stdout
+    found = train(tmp_path, "dataset=synthetic", f"dataset.path={exported}",
+                  f"dataset.test_root={tmp_path / 'elsewhere'}", "tracking.experiment=portable")
+    assert found.returncode == 0, found.stderr[-3000:]
+    portable_runs = client.search_runs(
+        [client.get_experiment_by_name("portable").experiment_id], order_by=["start_time"])
+    without, with_test = portable_runs
+    assert without.data.tags["test_set"] == "unavailable"
+    assert "student/accuracy" not in without.data.metrics
+    assert without.data.metrics["student/synthetic_agreement"] == 1.0
+    assert with_test.data.tags["test_set"] == "real"
+    assert with_test.data.tags["synthetic_source_run_id"] == mnist.info.run_id
+    assert (with_test.data.tags["dataset"], with_test.data.tags["teacher"]) == ("mnist", "linear")
+    assert with_test.info.run_name == "mnist | linear -> class_vis [file] -> linear | seed 0"
+    # same images, targets, student and seed: the very student of the original run
+    assert with_test.data.metrics["student/accuracy"] == mnist.data.metrics["student/accuracy"]
+    assert with_test.data.metrics["source/teacher_accuracy"] == mnist.data.metrics[
+        "teacher/accuracy"]
 
 
 def test_invalid_value_is_one_line_and_records_nothing(tmp_path):

@@ -27,7 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 from classvis import artifacts, pipeline
 from classvis.config import RunSettings, config_digest, run_settings
 from classvis.fit import DivergenceError
+from classvis.progress import Progress, quiet_mlflow_when
 from classvis.settings import ConfigError, parse
+from classvis.synthetic import file_digest
 from classvis.track import (TrackingSettings, absolute_uri, connect, finished_run_with_tag,
                             flatten, tracked_run)
 
@@ -43,6 +45,13 @@ class Job:
     overrides: str
     base_dir: Path
     output_dir: Path | None
+    search: bool = False  # a trial of a hyperparameter search (the Optuna sweeper)
+
+    def run_name(self, settings: RunSettings) -> str:
+        """The run's name; trials of a search share everything else, so they get their number."""
+        if self.search and self.number is not None:
+            return f"{settings.run_name} | trial {self.number}"
+        return settings.run_name
 
 
 def current_job() -> Job:
@@ -55,6 +64,7 @@ def current_job() -> Job:
         overrides=" ".join(hydra.overrides.task),
         base_dir=Path(hydra.runtime.cwd),
         output_dir=Path(hydra.runtime.output_dir),
+        search="optuna" in str(hydra.sweeper.get("_target_", "")).lower(),
     )
 
 
@@ -73,10 +83,10 @@ def git_commit() -> tuple[str, bool] | None:
 
 def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
     tags = {
-        "dataset": settings.dataset.name,
+        "dataset": settings.dataset_name,
         "extractor": settings.extractor_name,
         "per_class": str(getattr(settings.extractor, "per_class", 1)),
-        "teacher": settings.teacher.label,
+        "teacher": settings.teacher_label,
         "student": settings.student.label,
         "seed": str(settings.seed),
         "hydra.overrides": job.overrides,
@@ -93,11 +103,46 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
         tags["swap.targets"] = settings.swap.targets
     if settings.compress.enabled:
         tags["compress"] = "biases"
+    if settings.source is not None:
+        tags.update({"extractor": settings.source.get("extractor_name", "unknown"),
+                     "per_class": settings.source.get("per_class", "1"),
+                     "synthetic_file": settings.dataset.path})
+        for key in ("run_id", "experiment"):
+            if key in settings.source:
+                tags[f"synthetic_source_{key}"] = settings.source[key]
     commit = git_commit()
     if commit is not None:
         tags["git_commit"] = tags["mlflow.source.git.commit"] = commit[0]
         tags["git_dirty"] = str(commit[1]).lower()
     return tags
+
+
+def summary_line(run_name: str, result: pipeline.RunResult, metrics: dict[str, float],
+                 link: str) -> str:
+    """One line per finished run: what it was, the accuracies, the time, where to look."""
+    evaluations = result.evaluations
+    parts = [f"{name.replace('_', ' ')} {evaluations[name].accuracy:.2%}"
+             for name in ("teacher", "student", "untrained", "baseline_student", "compressed",
+                          "donor_teacher") if name in evaluations]
+    if result.file_info is not None:
+        if "source_teacher_accuracy" in result.file_info:
+            parts.insert(0, f"teacher {result.file_info['source_teacher_accuracy']:.2%} (recorded "
+                            f"in the file)")
+        if result.test_unavailable is not None:
+            parts.append(f"no real test set ({result.test_unavailable})")
+        parts.append(f"agreement with the file's soft targets "
+                     f"{result.file_info['synthetic_agreement']:.2%}")
+    if result.privacy is not None:
+        parts.append(f"privacy distance ratio {result.privacy.ratio:.2f}")
+    return (f"classvis: {run_name}: {', '.join(parts)} in {metrics['time/total']:.1f}s "
+            f"({link})")
+
+
+def run_link(uri: str, experiment_id: str, run_id: str) -> str:
+    """Where to find a run: its page on a tracking server, or its id in a local store."""
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"MLflow run {run_id}"
 
 
 def _write_status(job: Job, status: str, **details: Any) -> None:
@@ -126,7 +171,7 @@ def _skip_if_finished(experiment_id: str, digest: str, settings: RunSettings,
     if done is None:
         return None
     accuracy = done.data.metrics.get("student/accuracy", math.nan)
-    print(f"classvis: skipped {settings.run_name}: an identical config already FINISHED as MLflow "
+    print(f"classvis: skipped {job.run_name(settings)}: an identical config already FINISHED as MLflow "
           f"run {done.info.run_id} (force=true runs it again)", flush=True)
     _write_status(job, "SKIPPED", run_id=done.info.run_id, student_accuracy=accuracy)
     return accuracy
@@ -136,18 +181,25 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[floa
     started = time.perf_counter()
     experiment_id = connect(settings.tracking)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    if settings.from_file:  # the file's content, not its name, determines the run
+        resolved["dataset"]["sha256"] = file_digest(settings.dataset.path)
     digest = config_digest(resolved)
     skipped = _skip_if_finished(experiment_id, digest, settings, job)
     if skipped is not None:
         return skipped, None
     tags = {**run_tags(settings, job), "config_digest": digest}
-    with tracked_run(settings.run_name, tags) as run:
+    progress = Progress(settings.progress)
+    quiet_mlflow_when(not progress.enabled)
+    name = job.run_name(settings)
+    with tracked_run(name, tags) as run:
         run.log_params(flatten(resolved))
         result = pipeline.run(settings, on_teacher_epoch=lambda epoch, loss: run.log_metrics(
-            {"teacher/loss": loss}, step=epoch))
+            {"teacher/loss": loss}, step=epoch), progress=progress)
         logging_started = time.perf_counter()
         run.set_tags({"teacher_source": result.teacher_source, "teacher_key": result.teacher_key,
                       "class_names": json.dumps(result.data.class_names)})
+        if result.file_info is not None:
+            run.set_tags({"test_set": "real" if result.test_unavailable is None else "unavailable"})
         if result.swap is not None:
             run.set_tags({"donor_teacher_source": result.swap.donor_source,
                           "donor_teacher_key": result.swap.donor_key})
@@ -158,19 +210,16 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[floa
         with tempfile.TemporaryDirectory(prefix="classvis-") as folder:
             folder = Path(folder)
             (folder / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
-            artifacts.write_artifacts(result, folder, settings.run_name)
+            artifacts.write_artifacts(result, folder, name)
             run.log_artifacts(folder)
         metrics = artifacts.run_metrics(result)
         metrics["time/log"] = time.perf_counter() - logging_started
         metrics["time/total"] = time.perf_counter() - started
         run.log_metrics(metrics)
-    accuracy = result.evaluations["student"].accuracy
-    extra = "".join(f", {name.replace('_', ' ')} {result.evaluations[name].accuracy:.2%}"
-                    for name in ("baseline_student", "compressed", "donor_teacher")
-                    if name in result.evaluations)
-    line = (f"classvis: {settings.run_name}: teacher {result.evaluations['teacher'].accuracy:.2%}, "
-            f"student {accuracy:.2%}, untrained {result.evaluations['untrained'].accuracy:.2%}"
-            f"{extra} in {metrics['time/total']:.1f}s (MLflow run {run.run_id})")
+    line = summary_line(name, result, metrics,
+                        run_link(settings.tracking.uri, experiment_id, run.run_id))
+    student = result.evaluations.get("student")
+    accuracy = student.accuracy if student is not None else math.nan
     _write_status(job, "FINISHED", run_id=run.run_id, student_accuracy=accuracy)
     return accuracy, line
 

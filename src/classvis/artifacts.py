@@ -58,9 +58,38 @@ def _write_swap_figures(result: RunResult, folder: Path, title: str) -> None:
                                                     swap.swapped.origin))])
 
 
+def _write_privacy(result: RunResult, folder: Path, title: str) -> None:
+    """Each synthetic image (at most GRID_PER_CLASS per class) above its nearest training image,
+    and every image's distance in privacy/nearest_train.csv."""
+    names = result.data.class_names
+    images, labels = result.synthetic.images, result.synthetic.labels
+    found = result.privacy.synthetic
+    (folder / "privacy").mkdir(exist_ok=True)
+    _write_report_csv(folder / "privacy" / "nearest_train.csv", [
+        {"index": index, "class": names[label], "distance": f"{float(distance):.6g}",
+         "train_index": int(where), "train_class": names[int(result.data.train_y[where])]}
+        for index, (label, distance, where) in enumerate(zip(
+            labels.tolist(), found.distances, found.indices.tolist()))])
+    shown = _first_per_class(labels, GRID_PER_CLASS)
+    rows: dict[str, tuple] = {}
+    one_row = len(shown) <= GRID_PER_CLASS  # one image per class: a single pair of rows
+    groups = [shown] if one_row else [shown[labels[shown] == c] for c in labels[shown].unique()]
+    for group in groups:
+        suffix = "" if one_row else f" ({names[int(labels[group[0]])]})"
+        rows[f"synthetic{suffix}"] = (images[group], [names[int(labels[i])] for i in group])
+        where = found.indices[group]
+        rows[f"nearest train{suffix}"] = (
+            result.data.train_x[where],
+            [f"d={float(found.distances[i]):.2f}" for i in group])
+    plots.save(plots.image_rows(rows, f"Nearest training images (distance ratio "
+                                      f"{result.privacy.ratio:.2f}): {title}"),
+               folder / "privacy" / "nearest_training_images.png")
+
+
 def _per_class_models(result: RunResult) -> tuple[str, ...]:
-    extra = tuple(name for name in ("baseline_student", "compressed") if name in result.evaluations)
-    return PER_CLASS_MODELS + extra
+    """The models evaluated on the test set (none when a student from a file has no test set)."""
+    return tuple(name for name in PER_CLASS_MODELS + ("baseline_student", "compressed")
+                 if name in result.evaluations)
 
 
 def run_metrics(result: RunResult) -> dict[str, float]:
@@ -99,6 +128,12 @@ def run_metrics(result: RunResult) -> dict[str, float]:
         metrics["swap/accuracy_change"] = (result.evaluations["student"].accuracy
                                            - result.evaluations["baseline_student"].accuracy)
         metrics["swap/images"] = float(len(swap.swapped.replaced))
+    if result.privacy is not None:
+        metrics.update(result.privacy.metrics())
+    if result.file_info is not None:
+        metrics["student/synthetic_agreement"] = result.file_info["synthetic_agreement"]
+        if "source_teacher_accuracy" in result.file_info:
+            metrics["source/teacher_accuracy"] = result.file_info["source_teacher_accuracy"]
     return metrics
 
 
@@ -148,9 +183,12 @@ def write_artifacts(result: RunResult, folder: Path, title: str) -> list[Path]:
                folder / "visualizations.png")
     if result.swap is not None:
         _write_swap_figures(result, folder, title)
-    plots.save(plots.f1_comparison_figure(
-        names, {model.replace("_", " "): result.evaluations[model].f1
-                for model in _per_class_models(result)},
-        f"Per-class F1, teacher vs student: {title}"), folder / "f1_comparison.png")
+    if result.privacy is not None:
+        _write_privacy(result, folder, title)
+    if _per_class_models(result):
+        plots.save(plots.f1_comparison_figure(
+            names, {model.replace("_", " "): result.evaluations[model].f1
+                    for model in _per_class_models(result)},
+            f"Per-class F1, teacher vs student: {title}"), folder / "f1_comparison.png")
     synthetic.save(folder / "synthetic_set.safetensors")
     return sorted(path for path in folder.rglob("*") if path.is_file())

@@ -15,6 +15,8 @@ from classvis.data import DatasetSettings
 from classvis.extract import EXTRACTORS
 from classvis.fit import TrainerSettings
 from classvis.models import ArchitectureSettings
+from classvis.privacy import PrivacySettings
+from classvis.progress import Mode, check_mode
 from classvis.settings import ConfigError, parse, require
 from classvis.swap import SwapSettings
 from classvis.teacher_cache import TeacherCacheSettings
@@ -34,11 +36,35 @@ class RunSettings:
     teacher_cache: TeacherCacheSettings
     swap: SwapSettings = SwapSettings()
     compress: CompressSettings = CompressSettings()
+    privacy: PrivacySettings = PrivacySettings()
     force: bool = False
+    progress: Mode = "auto"
+    # dataset=synthetic: the file's header (what it was extracted from), read at validation
+    source: dict[str, str] | None = None
+
+    @property
+    def from_file(self) -> bool:
+        """The student learns from a synthetic set file: no teacher, no extraction."""
+        return self.source is not None
+
+    @property
+    def dataset_name(self) -> str:
+        """The dataset's name (the source dataset's, for a synthetic set file)."""
+        if self.source is not None:
+            return json.loads(self.source.get("source_dataset", "{}")).get("name", "unknown")
+        return self.dataset.name
+
+    @property
+    def teacher_label(self) -> str:
+        if self.source is not None:
+            return self.source.get("teacher", "unknown teacher")
+        return self.teacher.label
 
     @property
     def dataset_label(self) -> str:
         """``mnist``, ``mnist[3,4]``, ``mnist[3 vs rest]``."""
+        if self.source is not None:
+            return self.source.get("dataset", "unknown dataset")
         if self.dataset.classes is not None:
             return f"{self.dataset.name}[{','.join(self.dataset.classes)}]"
         if self.dataset.one_vs_rest is not None:
@@ -48,6 +74,8 @@ class RunSettings:
     @property
     def extractor_label(self) -> str:
         """``class_vis``, ``class_vis x10`` (10 per class), ``class_vis (3 from 3-vs-4)``."""
+        if self.source is not None:
+            return f"{self.source.get('extractor', 'unknown extractor')} [file]"
         label = self.extractor_name
         per_class = getattr(self.extractor, "per_class", 1)
         if per_class > 1:
@@ -59,7 +87,7 @@ class RunSettings:
     @property
     def run_name(self) -> str:
         compressed = " + compress" if self.compress.enabled else ""
-        return (f"{self.dataset_label} | {self.teacher.label} -> {self.extractor_label} -> "
+        return (f"{self.dataset_label} | {self.teacher_label} -> {self.extractor_label} -> "
                 f"{self.student.label}{compressed} | seed {self.seed}")
 
 
@@ -73,8 +101,8 @@ def _parse_extractor(node: Any) -> tuple[str, Any]:
 
 
 # what does not change a run's result: where things are stored and whether to rerun
-_NOT_RESULTS = ("tracking", "teacher_cache", "force", "data_root")
-_DATASET_LOCATION = ("root", "cache", "cache_dir")
+_NOT_RESULTS = ("tracking", "teacher_cache", "force", "data_root", "progress")
+_DATASET_LOCATION = ("root", "cache", "cache_dir", "path")  # test_root: whether a test set is found
 
 
 def config_digest(resolved: dict) -> str:
@@ -105,7 +133,7 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
     plain.pop("hydra", None)
     dataset, tracking = plain.get("dataset"), plain.get("tracking")
     if isinstance(dataset, dict):
-        for key in ("root", "cache_dir"):
+        for key in ("root", "cache_dir", "path", "test_root"):
             if isinstance(dataset.get(key), str):
                 dataset[key] = _absolute(dataset[key], base)
     cache = plain.get("teacher_cache")
@@ -133,9 +161,22 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
         teacher_cache=parse(TeacherCacheSettings, plain.get("teacher_cache", {}), "teacher_cache"),
         swap=parse(SwapSettings, plain.get("swap") or {}, "swap"),
         compress=parse(CompressSettings, plain.get("compress") or {}, "compress"),
+        privacy=parse(PrivacySettings, plain.get("privacy") or {}, "privacy"),
         force=plain.get("force", False),
+        progress=check_mode(plain.get("progress", "auto")),
     )
     require(isinstance(settings.force, bool), "force", "true or false", settings.force)
+    if settings.dataset.loader == "synthetic":
+        from dataclasses import replace
+
+        from classvis.synthetic import read_metadata
+
+        settings = replace(settings, source=read_metadata(settings.dataset.path))
+        for stage in ("swap", "compress"):
+            require(not getattr(settings, stage).enabled, stage,
+                    f"none with dataset=synthetic (the {stage} stage needs the teacher's data)",
+                    stage)
+        return settings
     if EXTRACTORS[extractor_name].needs_linear_teacher and settings.teacher.name != "linear":
         raise ConfigError("extractor.name", f"{extractor_name} needs a teacher without hidden "
                           f"layers (architecture@teacher=linear)", settings.teacher.label)

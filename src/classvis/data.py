@@ -29,7 +29,7 @@ CACHE_FORMAT = "1"
 @dataclass(frozen=True)
 class DatasetSettings:
     name: str
-    loader: Literal["torchvision", "digits", "image_folder"]
+    loader: Literal["torchvision", "digits", "image_folder", "synthetic"]
     root: str | None = None
     torchvision_class: str | None = None
     download: bool = False
@@ -38,6 +38,10 @@ class DatasetSettings:
     one_vs_rest: str | int | None = None
     cache: bool = True
     cache_dir: str | None = None
+    # loader synthetic: a file written by ``classvis export`` (or a run's synthetic_set artifact),
+    # and where the real test set of the dataset it came from lies here (null: as recorded)
+    path: str | None = None
+    test_root: str | None = None
 
     def __post_init__(self) -> None:
         if self.classes is not None:
@@ -58,6 +62,17 @@ class DatasetSettings:
             if self.class_names is not None:
                 check_class_names([self.one_vs_rest], list(self.class_names),
                                   f"{key}.one_vs_rest")
+        if self.loader == "synthetic":
+            from classvis.synthetic import read_metadata
+
+            require(self.path is not None, f"{key}.path", "a synthetic set file (classvis export)",
+                    None)
+            require(Path(self.path).is_file(), f"{key}.path", "an existing file", self.path)
+            try:
+                read_metadata(self.path)
+            except ValueError as error:
+                raise ConfigError(f"{key}.path", "a classvis synthetic set file",
+                                  str(error)) from None
         if self.loader == "torchvision":
             require(
                 self.torchvision_class in TORCHVISION_CLASSES,
@@ -326,6 +341,9 @@ def load_dataset(settings: DatasetSettings, seed: int = 0) -> ImageData:
     """Load a dataset into memory as float32 tensors in [0, 1].
 
     ``seed`` draws the negatives kept by ``one_vs_rest`` (training and test sets alike)."""
+    if settings.loader == "synthetic":
+        raise ValueError("a synthetic set is not loaded as a dataset: pipeline.run trains the "
+                         "student from the file directly")
     (train_x, train_y, test_x, test_y, class_names), fingerprint = load_arrays(settings)
     if settings.class_names is not None:
         require(

@@ -31,7 +31,8 @@ class SyntheticImages:
 @dataclass(frozen=True)
 class Extractor:
     settings_class: type
-    function: Callable[[Classifier, ImageData, Any, int], SyntheticImages]
+    # (teacher, data, settings, seed, on_step) -> images; on_step(step, loss) may be None
+    function: Callable[..., SyntheticImages]
     needs_linear_teacher: bool = False
 
 
@@ -143,7 +144,8 @@ def within_class_spread(images: torch.Tensor, per_class: int) -> torch.Tensor:
 
 @register("class_vis", ClassVisSettings)
 def class_vis(teacher: Classifier, data: ImageData, settings: ClassVisSettings,
-              seed: int = 0) -> SyntheticImages:
+              seed: int = 0, on_step: Callable[[int, float], None] | None = None
+              ) -> SyntheticImages:
     k = settings.per_class
     classes = torch.arange(data.num_classes).repeat_interleave(k)
     count = len(classes)
@@ -173,6 +175,8 @@ def class_vis(teacher: Classifier, data: ImageData, settings: ClassVisSettings,
             optimizer.zero_grad(set_to_none=True)
             (-objective.sum()).backward()
             optimizer.step()
+            if on_step is not None:
+                on_step(step, -objective.detach().mean().item())
             with torch.no_grad():
                 if settings.blur and step % settings.blur_every == 0:
                     images.copy_(gaussian_blur(images, settings.blur))
@@ -208,7 +212,8 @@ class NoSettings:
 
 @register("class_average", NoSettings)
 def class_average(teacher: Classifier, data: ImageData, settings: NoSettings,
-                  seed: int = 0) -> SyntheticImages:
+                  seed: int = 0, on_step: Callable[[int, float], None] | None = None
+                  ) -> SyntheticImages:
     """The mean of all training images of each class (the paper's Algorithm 1)."""
     classes = torch.arange(data.num_classes)
     counts = torch.bincount(data.train_y, minlength=data.num_classes)
@@ -224,7 +229,8 @@ def class_average(teacher: Classifier, data: ImageData, settings: NoSettings,
 
 @register("output_weights", NoSettings, needs_linear_teacher=True)
 def output_weights(teacher: Classifier, data: ImageData, settings: NoSettings,
-                   seed: int = 0) -> SyntheticImages:
+                   seed: int = 0, on_step: Callable[[int, float], None] | None = None
+                   ) -> SyntheticImages:
     """Each row of the teacher's output layer reshaped as an image (no-hidden-layer teachers)."""
     if teacher.has_hidden_layers:
         raise ConfigError("extractor.name", "output_weights needs a teacher without hidden layers "
@@ -234,8 +240,10 @@ def output_weights(teacher: Classifier, data: ImageData, settings: NoSettings,
 
 
 def extract(teacher: Classifier, data: ImageData, name: str, settings: Any,
-            seed: int = 0) -> SyntheticImages:
-    return EXTRACTORS[name].function(teacher, data, settings, seed)
+            seed: int = 0, on_step: Callable[[int, float], None] | None = None
+            ) -> SyntheticImages:
+    """Run extractor ``name``; ``on_step(step, loss)`` follows an iterative one's progress."""
+    return EXTRACTORS[name].function(teacher, data, settings, seed, on_step)
 
 
 def soft_targets(teacher: Classifier, images: torch.Tensor) -> torch.Tensor:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from classvis import __version__
 
 from classvis.compress import Compressed, compress
 from classvis.config import RunSettings
@@ -16,6 +21,8 @@ from classvis.evaluate import Evaluation, evaluate
 from classvis.extract import SyntheticImages, extract, soft_targets
 from classvis.fit import distill, fit
 from classvis.models import Classifier, build_model, count_parameters
+from classvis.privacy import PrivacyResult, measure
+from classvis.progress import QUIET, Progress
 from classvis.swap import SwappedSet, SwapSettings, swap_class
 from classvis.synthetic import SyntheticSet
 from classvis.teacher_cache import Teacher, obtain_teacher, teacher_key
@@ -47,7 +54,7 @@ class SwapOutcome:
 @dataclass
 class RunResult:
     data: ImageData
-    teacher: Classifier
+    teacher: Classifier | None             # None when the student learnt from a file
     student: Classifier
     synthetic: SyntheticSet
     evaluations: dict[str, Evaluation]     # "teacher", "student", "untrained", ...
@@ -60,6 +67,9 @@ class RunResult:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage
     swap: SwapOutcome | None = None
     compressed: Compressed | None = None
+    privacy: PrivacyResult | None = None   # distances to the nearest training images
+    file_info: dict[str, float] | None = None  # student trained from a file: agreement, ...
+    test_unavailable: str | None = None    # why there is no real test set to evaluate on
 
 
 @contextmanager
@@ -70,36 +80,55 @@ def _timed(seconds: dict[str, float], stage: str):
 
 
 def _teacher(settings: RunSettings, data: ImageData,
-             on_epoch: Callable[[int, float], None] | None = None) -> Teacher:
+             on_epoch: Callable[[int, float], None] | None = None,
+             progress: Progress = QUIET, what: str = "teacher") -> Teacher:
     """The run's teacher for ``data``: from the cache, or trained (and cached)."""
     key, material = teacher_key(data, settings.teacher, settings.trainer.teacher, settings.seed)
+    recipe = settings.trainer.teacher
+
+    def train(model):
+        with progress.bar(f"{what} ({data.name})", recipe.epochs, unit="epoch") as bar:
+            def epoch_done(epoch: int, loss: float) -> None:
+                bar(epoch, loss)
+                if on_epoch is not None:
+                    on_epoch(epoch, loss)
+            return fit(model, data.train_x, data.train_y, recipe,
+                       stage_seed(settings.seed, "teacher/order"), epoch_done)
+
     return obtain_teacher(
         settings.teacher_cache, data, key, material,
         build=lambda: build_model(settings.teacher, data.image_shape, data.num_classes,
                                   stage_seed(settings.seed, "teacher/init")),
-        train=lambda model: fit(model, data.train_x, data.train_y, settings.trainer.teacher,
-                                stage_seed(settings.seed, "teacher/order"), on_epoch),
+        train=train,
     )
 
 
-def _student(settings: RunSettings, data: ImageData, images, targets) -> tuple[Classifier,
-                                                                              Classifier,
-                                                                              list[float]]:
-    student = build_model(settings.student, data.image_shape, data.num_classes,
+def _extract(settings: RunSettings, teacher: Classifier, data: ImageData, progress: Progress,
+             what: str = "extract") -> SyntheticImages:
+    steps = getattr(settings.extractor, "steps", 1)
+    with progress.bar(f"{what} ({settings.extractor_name})", steps) as bar:
+        return extract(teacher, data, settings.extractor_name, settings.extractor,
+                       stage_seed(settings.seed, "extract"), bar)
+
+
+def _student(settings: RunSettings, data_shape: tuple[int, ...], num_classes: int, images,
+             targets, progress: Progress = QUIET, what: str = "student"
+             ) -> tuple[Classifier, Classifier, list[float]]:
+    student = build_model(settings.student, data_shape, num_classes,
                           stage_seed(settings.seed, "student/init"))
     untrained = copy.deepcopy(student)
-    losses = distill(student, images, targets, settings.trainer.student,
-                     stage_seed(settings.seed, "student/order"))
+    with progress.bar(what, settings.trainer.student.steps) as bar:
+        losses = distill(student, images, targets, settings.trainer.student,
+                         stage_seed(settings.seed, "student/order"), bar)
     return student, untrained, losses
 
 
 def _swap(settings: RunSettings, data: ImageData, teacher: Classifier,
-          base: SyntheticImages, base_targets) -> SwapOutcome:
+          base: SyntheticImages, base_targets, progress: Progress = QUIET) -> SwapOutcome:
     donor_data = load_dataset(settings.swap.donor_dataset(settings.dataset),
                               stage_seed(settings.seed, "data/balance"))
-    donor = _teacher(settings, donor_data)
-    donor_images = extract(donor.model, donor_data, settings.extractor_name, settings.extractor,
-                           stage_seed(settings.seed, "extract"))
+    donor = _teacher(settings, donor_data, progress=progress, what="donor teacher")
+    donor_images = _extract(settings, donor.model, donor_data, progress, "extract from donor")
     base_class = data.class_names.index(settings.swap.replace)
     donor_class = donor_data.class_names.index(settings.swap.replace)
     incoming = donor_images.images[donor_images.labels == donor_class]
@@ -107,31 +136,119 @@ def _swap(settings: RunSettings, data: ImageData, teacher: Classifier,
                      else None)
     swapped = swap_class(base, base_targets, donor_images, base_class, donor_class,
                          donor_targets)
-    baseline, _, _ = _student(settings, data, base.images, base_targets)
+    baseline, _, _ = _student(settings, data.image_shape, data.num_classes, base.images,
+                              base_targets, progress, "baseline student")
     return SwapOutcome(settings.swap, donor_data, donor.model, donor.source, donor.key,
                        donor_images, base, swapped, base_class, baseline)
 
 
+def _provenance(settings: RunSettings, teacher_accuracy: float, teacher: Classifier,
+                key: str) -> dict[str, str]:
+    """What a synthetic set file records about its origin (strings, for the safetensors header)."""
+    source = {k: v for k, v in asdict(settings.dataset).items()
+              if k not in ("cache", "cache_dir", "download", "path", "test_root")}
+    return {
+        "dataset": settings.dataset_label, "extractor": settings.extractor_label,
+        "extractor_name": settings.extractor_name,
+        "extractor_settings": json.dumps(asdict(settings.extractor)),
+        "per_class": str(getattr(settings.extractor, "per_class", 1)),
+        "teacher": settings.teacher.label, "seed": str(settings.seed),
+        "teacher_accuracy": repr(teacher_accuracy),
+        "teacher_parameters": str(count_parameters(teacher)),
+        "teacher_key": key,
+        "teacher_architecture": json.dumps(asdict(settings.teacher)),
+        "teacher_training": json.dumps(asdict(settings.trainer.teacher)),
+        "source_dataset": json.dumps(source),
+        "classvis_version": __version__,
+    }
+
+
+def real_test_set(settings: RunSettings) -> tuple[ImageData | None, str]:
+    """The real dataset a synthetic set file came from, if it can be found on this machine
+    (``dataset.test_root``, else the root recorded in the file); else None and the reason."""
+    from classvis.data import DatasetSettings
+    from classvis.settings import ConfigError, parse
+
+    recorded = settings.source.get("source_dataset")
+    if recorded is None:
+        return None, "the file does not record its source dataset"
+    source = json.loads(recorded)
+    if settings.dataset.test_root is not None:
+        source["root"] = settings.dataset.test_root
+    source.update(download=False, cache=settings.dataset.cache, cache_dir=settings.dataset.cache_dir)
+    seed = int(settings.source.get("seed", settings.seed))
+    try:
+        return load_dataset(parse(DatasetSettings, source, "dataset.source"),
+                            stage_seed(seed, "data/balance")), ""
+    except (ConfigError, OSError, RuntimeError, ValueError) as error:
+        return None, str(error)
+
+
+def _run_from_file(settings: RunSettings, progress: Progress) -> RunResult:
+    """Train a student from a synthetic set file alone; evaluate it on the real test set of the
+    dataset the file came from when that is available here."""
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "load"):
+        synthetic = SyntheticSet.load(settings.dataset.path)
+        real, why_not = real_test_set(settings)
+    names = synthetic.class_names
+    if real is not None and (real.class_names != names or real.image_shape != synthetic.image_shape):
+        why_not = (f"the source dataset found here has classes {real.class_names} and images "
+                   f"{real.image_shape}, the file {names} and {synthetic.image_shape}")
+        real = None
+    with _timed(seconds, "student"):
+        student, untrained, student_losses = _student(
+            settings, synthetic.image_shape, len(names), synthetic.images,
+            synthetic.soft_targets, progress)
+    empty = torch.empty(0, *synthetic.image_shape)
+    data = ImageData(name=settings.dataset_label, class_names=list(names), train_x=empty,
+                     train_y=torch.empty(0, dtype=torch.int64),
+                     test_x=real.test_x if real is not None else empty,
+                     test_y=real.test_y if real is not None else torch.empty(0, dtype=torch.int64))
+    evaluations = {}
+    with _timed(seconds, "evaluate"):
+        if real is not None:
+            evaluations = {name: evaluate(model, data.test_x, data.test_y, data.num_classes)
+                           for name, model in (("student", student), ("untrained", untrained))}
+        with torch.no_grad():
+            agreement = (student(synthetic.images).argmax(1)
+                         == synthetic.soft_targets.argmax(1)).float().mean().item()
+    info = {"synthetic_agreement": agreement}
+    if "teacher_accuracy" in synthetic.metadata:
+        info["source_teacher_accuracy"] = float(synthetic.metadata["teacher_accuracy"])
+    return RunResult(
+        data=data, teacher=None, student=student, synthetic=synthetic, evaluations=evaluations,
+        teacher_losses=[], teacher_source="file", teacher_key=synthetic.metadata.get(
+            "teacher_key", ""),
+        student_losses=student_losses, extraction_info={}, parameters={
+            "student": count_parameters(student)}, seconds=seconds, file_info=info,
+        test_unavailable=why_not if real is None else None,
+    )
+
+
 def run(settings: RunSettings,
-        on_teacher_epoch: Callable[[int, float], None] | None = None) -> RunResult:
+        on_teacher_epoch: Callable[[int, float], None] | None = None,
+        progress: Progress = QUIET) -> RunResult:
+    if settings.from_file:
+        return _run_from_file(settings, progress)
     seconds: dict[str, float] = {}
     with _timed(seconds, "load"):
         data = load_dataset(settings.dataset, stage_seed(settings.seed, "data/balance"))
     with _timed(seconds, "teacher"):
-        obtained = _teacher(settings, data, on_teacher_epoch)
+        obtained = _teacher(settings, data, on_teacher_epoch, progress)
         teacher, teacher_losses = obtained.model, obtained.epoch_losses
     with _timed(seconds, "extract"):
-        extracted = extract(teacher, data, settings.extractor_name, settings.extractor,
-                            stage_seed(settings.seed, "extract"))
+        extracted = _extract(settings, teacher, data, progress)
         targets = soft_targets(teacher, extracted.images)
     swap = None
     images, labels = extracted.images, extracted.labels
     if settings.swap.enabled:
         with _timed(seconds, "swap"):
-            swap = _swap(settings, data, teacher, extracted, targets)
+            swap = _swap(settings, data, teacher, extracted, targets, progress)
         images, targets = swap.swapped.images, swap.swapped.soft_targets
     with _timed(seconds, "student"):
-        student, untrained, student_losses = _student(settings, data, images, targets)
+        student, untrained, student_losses = _student(settings, data.image_shape,
+                                                      data.num_classes, images, targets, progress)
     compressed = None
     if settings.compress.enabled:
         with _timed(seconds, "compress"):
@@ -149,11 +266,15 @@ def run(settings: RunSettings,
             evaluations["donor_teacher"] = evaluate(swap.donor_teacher, swap.donor_data.test_x,
                                                     swap.donor_data.test_y,
                                                     swap.donor_data.num_classes)
+    privacy = None
+    if settings.privacy.enabled:
+        with _timed(seconds, "privacy"):
+            privacy = measure(images, data.train_x, data.test_x, settings.privacy)
     synthetic = SyntheticSet(
         images=images, soft_targets=targets, labels=labels,
         class_names=data.class_names,
-        metadata={"dataset": settings.dataset_label, "extractor": settings.extractor_label,
-                  "teacher": settings.teacher.label, "seed": str(settings.seed)},
+        metadata=_provenance(settings, evaluations["teacher"].accuracy, teacher,
+                             obtained.key),
     )
     parameters = {"teacher": count_parameters(teacher), "student": count_parameters(student)}
     if compressed is not None:
@@ -163,5 +284,5 @@ def run(settings: RunSettings,
         evaluations=evaluations, teacher_losses=teacher_losses, student_losses=student_losses,
         teacher_source=obtained.source, teacher_key=obtained.key,
         extraction_info=extracted.info, parameters=parameters, seconds=seconds,
-        swap=swap, compressed=compressed,
+        swap=swap, compressed=compressed, privacy=privacy,
     )

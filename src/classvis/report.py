@@ -122,7 +122,8 @@ def is_table5_run(run: RunRecord) -> bool:
     tags = run.tags
     return (tags.get("teacher") == TABLE5_TEACHER and "dataset" in tags
             and tags.get("per_class", "1") == "1"
-            and not any(key in tags for key in ("swap", "classes", "one_vs_rest", "compress")))
+            and not any(key in tags for key in ("swap", "classes", "one_vs_rest", "compress",
+                                                "synthetic_file")))
 
 
 def table5(runs: list[RunRecord]) -> Table:
@@ -287,8 +288,9 @@ def _count(runs: list[RunRecord], key: str) -> str:
 
 
 def _per_class_runs(runs: list[RunRecord]) -> list[RunRecord]:
-    return [r for r in runs if r.tags.get("teacher") != TABLE5_TEACHER
-            or r.tags.get("per_class", "1") != "1" or "compress" in r.tags]
+    return [r for r in runs if "synthetic_file" not in r.tags and (
+        r.tags.get("teacher") != TABLE5_TEACHER or r.tags.get("per_class", "1") != "1"
+        or "compress" in r.tags)]
 
 
 def section10(runs: list[RunRecord]) -> Section | None:
@@ -317,6 +319,47 @@ def section10(runs: list[RunRecord]) -> Section | None:
     return Section("section10", "Section 10 and k images per class (test accuracy %)", header, rows,
                    ["Compressed: a model without hidden layers whose frozen weight rows are the "
                     "images; only its biases are trained on the real training set."])
+
+
+def _task(tags: dict[str, str]) -> str:
+    if tags.get("swap"):
+        return f"10-class set, {tags['swap']}"
+    if tags.get("classes"):
+        return "classes " + ", ".join(json.loads(tags["classes"]))
+    if tags.get("one_vs_rest"):
+        return f"{tags['one_vs_rest']} vs rest"
+    return "all classes"
+
+
+def privacy(runs: list[RunRecord]) -> Section | None:
+    """How close each synthetic set is to the training records: one row per dataset, task,
+    teacher, extractor and images per class (the student does not change the set)."""
+    chosen = [r for r in runs if "privacy/distance_ratio" in r.metrics]
+    if not chosen:
+        return None
+    groups = _group(chosen, lambda r: (r.tags.get("dataset", ""), _task(r.tags),
+                                       r.tags.get("teacher", ""), r.tags.get("extractor", ""),
+                                       int(r.tags.get("per_class", "1") or 1)))
+    rows = []
+    for (dataset, task, teacher, extractor, k), group in sorted(groups.items()):
+        def number(key: str, digits: int = 2) -> str:
+            values = _mean_metric(group, key)
+            return f"{statistics.fmean(values):.{digits}f}" if values else "-"
+
+        rows.append([DATASET_TITLES.get(dataset, dataset), task, teacher, extractor, str(k),
+                     _count(group, "synthetic/images"), number("privacy/nn_distance_median"),
+                     number("privacy/nn_distance_min"), number("privacy/test_nn_distance_median"),
+                     number("privacy/distance_ratio")])
+    header = ["Dataset", "Task", "Teacher", "Extractor", "Per class", "Images",
+              "Synthetic -> train (median)", "Synthetic -> train (min)",
+              "Test -> train (median)", "Ratio"]
+    return Section("privacy", "Privacy: distance to the nearest training image (pixel space, L2)",
+                   header, rows,
+                   ["Ratio: median distance from a synthetic image to its nearest training image "
+                    "over the same median for real test images. About 0: copies of training "
+                    "images; about 1: as close as fresh real data; above 1: further from every "
+                    "training record than real data is.",
+                    "Several seeds: means over seeds."])
 
 
 def per_class_figure(runs: list[RunRecord], folder: Path) -> list[Path]:
@@ -438,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runs = fetch_runs(client, experiment.experiment_id)
     table = table5(runs)
-    sections = [section for section in (section8(runs), section10(runs)) if section is not None]
+    sections = [section for section in (section8(runs), section10(runs), privacy(runs))
+                if section is not None]
     output = args.output or Path("reports") / args.experiment
     files = write_report(table, runs, output, sections)
     print(_markdown_document(table, sections))

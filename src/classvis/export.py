@@ -1,0 +1,119 @@
+"""``classvis export RUN_ID -o FILE``: a run's synthetic set as one self-describing file.
+
+The file (safetensors, no pickle) holds the images, the teacher's soft targets, the labels, and in
+its header the class names, the image shape, what the set was extracted from (dataset, teacher
+architecture, recipe, accuracy and parameter count, extractor and its settings, seed) and which
+MLflow run made it. ``python train.py dataset=synthetic dataset.path=FILE`` trains a student from
+it with no access to the original training data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from classvis import __version__
+from classvis.synthetic import SyntheticSet
+
+ARTIFACT = "synthetic_set.safetensors"
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+def export_run(client, run_id: str, output: Path, tracking_uri: str) -> SyntheticSet:
+    """Download run ``run_id``'s synthetic set, add the run's identity, write it to ``output``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as error:
+        raise ExportError(f"RUN_ID: no run {run_id!r} in {tracking_uri} "
+                          f"({str(error).splitlines()[0]})") from None
+    if run.info.status != "FINISHED":
+        raise ExportError(f"RUN_ID: run {run_id} is {run.info.status}, not FINISHED; only a "
+                          f"finished run's synthetic set is exported")
+    names = [item.path for item in client.list_artifacts(run_id)]
+    if ARTIFACT not in names:
+        raise ExportError(f"RUN_ID: run {run_id} has no {ARTIFACT} artifact (is it a classvis "
+                          f"training run? a report run has none)")
+    with tempfile.TemporaryDirectory(prefix="classvis-export-") as folder:
+        local = client.download_artifacts(run_id, ARTIFACT, folder)
+        synthetic = SyntheticSet.load(local)
+    experiment = client.get_experiment(run.info.experiment_id)
+    metrics = run.data.metrics
+    synthetic.metadata.update({
+        "run_id": run_id,
+        "run_name": run.info.run_name or "",
+        "experiment": experiment.name,
+        "tracking_uri": tracking_uri,
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "exported_by": f"classvis {__version__}",
+    })
+    for key in ("teacher/accuracy", "student/accuracy"):
+        if key in metrics:
+            synthetic.metadata[key.replace("/", "_")] = repr(metrics[key])
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    synthetic.save(partial)
+    partial.replace(output)  # never leave a half-written file under the final name
+    return synthetic
+
+
+def describe(synthetic: SyntheticSet) -> str:
+    meta = synthetic.metadata
+    count = len(synthetic.images)
+    return (f"{count} images {'x'.join(map(str, synthetic.image_shape))} of "
+            f"{len(synthetic.class_names)} classes ({', '.join(synthetic.class_names)}) from "
+            f"{meta.get('dataset', '?')} | {meta.get('teacher', '?')} teacher "
+            f"({float(meta['teacher_accuracy']):.2%}) -> {meta.get('extractor', '?')}"
+            if "teacher_accuracy" in meta else
+            f"{count} images of {len(synthetic.class_names)} classes")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="classvis export",
+        description="Write a run's synthetic set (images, soft targets, labels, class names, "
+                    "provenance) to one safetensors file.")
+    parser.add_argument("run_id", metavar="RUN_ID", help="the MLflow run (its id, as printed at "
+                                                         "the end of the run and in the UI)")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="the file to write (e.g. mnist_class_vis.safetensors)")
+    parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI",
+                                                                 "sqlite:///mlflow.db"),
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or "
+                             "sqlite:///mlflow.db in this directory)")
+    args = parser.parse_args(argv)
+
+    import mlflow
+
+    from classvis.progress import interactive, quiet_mlflow_when
+    from classvis.track import absolute_uri
+
+    quiet_mlflow_when(not interactive())
+
+    uri = absolute_uri(args.tracking_uri, Path.cwd())
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        print(f"classvis export: error: --tracking-uri: no MLflow store at {uri}", file=sys.stderr)
+        return 2
+    try:
+        synthetic = export_run(mlflow.MlflowClient(tracking_uri=uri), args.run_id, args.output,
+                               uri)
+    except ExportError as error:
+        print(f"classvis export: error: {error}", file=sys.stderr)
+        return 2
+    print(f"classvis export: wrote {args.output}: {describe(synthetic)}")
+    print(f"train a student from it: python train.py dataset=synthetic "
+          f"dataset.path={json.dumps(str(args.output))[1:-1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

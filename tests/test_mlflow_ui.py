@@ -1,0 +1,146 @@
+"""The MLflow UI as a person uses it: a real ``mlflow server`` over a store a sweep filled, driven
+in headless Chromium (Debian's ``chromium``) by Playwright.
+
+Needs ``/usr/bin/chromium`` (``apt-get install chromium``; ``.ci/run`` installs it) or
+``CLASSVIS_CHROMIUM=/path/to/chrome``; without one the test is skipped, unless
+``CLASSVIS_REQUIRE_BROWSER=1`` (as in CI) makes that a failure. Screenshots are saved under
+``test-artifacts/`` (or ``$CLASSVIS_TEST_ARTIFACTS``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from test_sweeps import runs_of
+from test_train_e2e import train
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+# what a headless Chromium needs on a machine with a closed network (and as root in CI)
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+def chromium() -> str:
+    found = os.environ.get("CLASSVIS_CHROMIUM") or shutil.which("chromium") or shutil.which(
+        "chromium-browser")
+    if found:
+        return found
+    message = ("no Chromium: install Debian's chromium (apt-get install chromium) or set "
+               "CLASSVIS_CHROMIUM")
+    if os.environ.get("CLASSVIS_REQUIRE_BROWSER") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def screenshots() -> Path:
+    folder = Path(os.environ.get("CLASSVIS_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A store filled by a real two-job sweep, served by ``mlflow server`` on 127.0.0.1."""
+    db = tmp_path / "store.db"
+    sweep = train(tmp_path, "-m", "dataset=digits", "seed=0,1", "trainer.teacher.epochs=2",
+                  "trainer.student.steps=200", f"tracking.uri=sqlite:///{db}",
+                  "tracking.experiment=ui-check", f"hydra.sweep.dir={tmp_path}/sweep")
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    port = free_port()
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail("mlflow server did not start:\n"
+                            + (tmp_path / "server.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield url, db
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_ui_lists_runs_with_accuracy_and_shows_their_artifacts(mlflow_server, screenshots):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, db = mlflow_server
+    runs = sorted(runs_of(db, "ui-check"), key=lambda r: r.data.tags["seed"])
+    assert len(runs) == 2
+    experiment_id = runs[0].info.experiment_id
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(60_000)
+            # the experiment page, in the UI's "Model training" view
+            page.goto(f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
+            for run in runs:
+                page.get_by_text(run.info.run_name, exact=True).first.wait_for()
+            # show the student's accuracy as a column, as a user does from "Columns"
+            page.get_by_role("button", name="Columns").click()
+            page.get_by_placeholder("Search", exact=False).first.fill("student/accuracy")
+            page.get_by_text("student/accuracy", exact=True).click()
+            page.keyboard.press("Escape")
+            page.get_by_role("columnheader", name="student/accuracy").first.wait_for()
+            table = page.get_by_role("grid").first.inner_text() if page.get_by_role(
+                "grid").count() else page.inner_text("body")
+            for run in runs:
+                assert run.info.run_name in table
+                accuracy = run.data.metrics["student/accuracy"]
+                assert 0.5 < accuracy <= 1.0
+                shown = re.findall(r"0\.\d+", table)
+                assert any(abs(float(value) - accuracy) < 1e-3 for value in shown), (
+                    accuracy, shown)
+            page.screenshot(path=str(screenshots / "mlflow_ui_experiment.png"))
+
+            # a run's page: its artifacts hold the confusion matrix and the visualization grid
+            page.get_by_role("link", name=runs[0].info.run_name).first.click()
+            page.wait_for_url(re.compile(f"/runs/{runs[0].info.run_id}"))
+            page.get_by_role("tab", name="Artifacts").click()
+            page.get_by_text("visualizations.png", exact=True).first.wait_for()
+            page.get_by_text("confusion", exact=True).first.click()
+            page.get_by_text("student.png", exact=True).first.wait_for()
+            page.get_by_text("visualizations.png", exact=True).first.click()
+            preview = page.locator("img[src*='visualizations.png'], img[src^='blob:']").first
+            preview.wait_for()
+            assert preview.evaluate("image => image.naturalWidth") > 100
+            page.screenshot(path=str(screenshots / "mlflow_ui_run_artifacts.png"))
+        finally:
+            browser.close()

@@ -1,0 +1,48 @@
+"""The privacy measure: nearest training images, and its known answers."""
+
+from __future__ import annotations
+
+import torch
+
+from classvis.privacy import PrivacySettings, measure, nearest
+
+
+def test_nearest_matches_brute_force_across_chunks():
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.rand(257, 1, 6, 6, generator=generator)
+    queries = torch.rand(13, 1, 6, 6, generator=generator)
+    found = nearest(queries, reference, chunk=50)  # several chunks, a ragged last one
+    distances = torch.cdist(queries.flatten(1), reference.flatten(1))
+    assert torch.equal(found.indices, distances.argmin(1))
+    assert torch.allclose(found.distances, distances.min(1).values, atol=1e-5)
+
+
+def test_copies_of_training_images_score_zero():
+    generator = torch.Generator().manual_seed(1)
+    train = torch.rand(500, 1, 8, 8, generator=generator) * 10  # large norms: no cancellation
+    test = torch.rand(200, 1, 8, 8, generator=generator) * 10
+    copied = train[torch.tensor([3, 141, 499, 0])]
+    result = measure(copied, train, test)
+    assert result.synthetic.indices.tolist() == [3, 141, 499, 0]
+    assert result.synthetic.distances.abs().max().item() == 0.0
+    assert result.ratio == 0.0
+    assert result.metrics()["privacy/distance_ratio"] == 0.0
+
+
+def test_fresh_samples_score_about_one_and_far_images_above_one():
+    generator = torch.Generator().manual_seed(2)
+    train = torch.rand(2000, 1, 5, 5, generator=generator)
+    test = torch.rand(300, 1, 5, 5, generator=generator)
+    fresh = torch.rand(100, 1, 5, 5, generator=generator)  # same distribution, not training data
+    assert 0.8 < measure(fresh, train, test).ratio < 1.25
+    far = torch.full((10, 1, 5, 5), 3.0)  # outside the data's range
+    assert measure(far, train, test).ratio > 3.0
+
+
+def test_yardstick_uses_the_first_test_images():
+    train = torch.zeros(4, 1, 2, 2)
+    test = torch.cat([torch.ones(2, 1, 2, 2), torch.full((5, 1, 2, 2), 100.0)])
+    result = measure(torch.ones(1, 1, 2, 2), train, test, PrivacySettings(test_sample=2))
+    assert len(result.test.distances) == 2
+    assert result.metrics()["privacy/test_nn_distance_median"] == 2.0
+    assert result.ratio == 1.0
