@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
 import struct
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +67,47 @@ def make_image_folder(root: Path, classes=("cat", "dog", "frog"), per_class=(8, 
                 pixels[:, :, index % 3] += 150
                 Image.fromarray(pixels).save(folder / f"{k:03d}.png")
     return root
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server_at(folder: Path, backend_uri: str, *options: str) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 over ``backend_uri``; yields its URL once it
+    answers /health, and stops it (and its workers) afterwards."""
+    port = free_port()
+    log_path = folder / "server.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+             "--backend-store-uri", backend_uri, "--workers", "1", *options],
+            cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    raise RuntimeError("mlflow server did not start: "
+                                       + log_path.read_text()[-3000:])
+                time.sleep(0.5)
+            yield url
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
 
 
 class MaliciousPickle:

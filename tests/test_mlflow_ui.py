@@ -12,17 +12,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, mlflow_server_at
 from test_sweeps import runs_of
 from test_train_e2e import train
 
@@ -46,12 +40,6 @@ def chromium() -> str:
     pytest.skip(message)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def screenshots() -> Path:
     folder = Path(os.environ.get("CLASSVIS_TEST_ARTIFACTS", ROOT / "test-artifacts"))
@@ -67,35 +55,8 @@ def mlflow_server(tmp_path):
                   "trainer.student.steps=200", f"tracking.uri=sqlite:///{db}",
                   "tracking.experiment=ui-check", f"hydra.sweep.dir={tmp_path}/sweep")
     assert sweep.returncode == 0, sweep.stderr[-3000:]
-    port = free_port()
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail("mlflow server did not start:\n"
-                            + (tmp_path / "server.log").read_text()[-3000:])
-            time.sleep(0.5)
+    with mlflow_server_at(tmp_path, f"sqlite:///{db}") as url:
         yield url, db
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
 
 
 def test_ui_lists_runs_with_accuracy_and_shows_their_artifacts(mlflow_server, screenshots):

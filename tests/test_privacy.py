@@ -46,3 +46,17 @@ def test_yardstick_uses_the_first_test_images():
     assert len(result.test.distances) == 2
     assert result.metrics()["privacy/test_nn_distance_median"] == 2.0
     assert result.ratio == 1.0
+
+
+def test_second_nearest_and_its_ratio_tell_a_copy_from_a_dim_image():
+    generator = torch.Generator().manual_seed(3)
+    train = torch.rand(300, 1, 6, 6, generator=generator)
+    found = nearest(train[:5], train, chunk=64)
+    distances = torch.cdist(train[:5].flatten(1), train.flatten(1))
+    assert torch.allclose(found.second, distances.sort(1).values[:, 1], atol=1e-5)
+    assert found.distance_ratio.max().item() == 0.0          # copies: ratio 0
+    dim = torch.zeros(3, 1, 6, 6)                            # black images: near no record in
+    dimmed = nearest(dim, train)                             # particular
+    assert dimmed.distance_ratio.min().item() > 0.8
+    result = measure(dim, train, train[:50] + 0.01)
+    assert result.metrics()["privacy/distinct_nearest"] == 1.0

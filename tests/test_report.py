@@ -64,9 +64,19 @@ def test_table_cells_come_from_the_runs_tags(digits_sweep, capsys):
     assert rows[("digits", "Output W's")]["mean_percent"] == ""
     assert (folder / "out" / "f1_digits.png").stat().st_size > 10_000
 
+    # privacy: one row per synthetic set (teacher, extractor), means over the seeds' runs
+    privacy = {(r["Extractor"]): r for r in csv.DictReader((folder / "out" / "privacy.csv").open())}
+    assert set(privacy) == {"class_vis", "class_average"}
+    ratios = [r.data.metrics["privacy/distance_ratio"] for r in runs
+              if (r.data.tags["extractor"], r.data.tags["student"]) == ("class_vis", "linear")]
+    assert privacy["class_vis"]["Ratio"] == f"{statistics.fmean(ratios):.2f}"
+    assert float(privacy["class_vis"]["Ratio"]) > 1.0  # not near-copies of training images
+    assert "## Privacy: distance to the nearest training image" in printed
+
     summaries = client.search_runs([experiment_id], filter_string="tags.`classvis.kind` = 'report'")
     assert len(summaries) == 1 and summaries[0].info.status == "FINISHED"
-    assert {"report/table5.md", "report/table5.csv", "report/f1_digits.png"} <= all_artifacts(
+    assert {"report/table5.md", "report/table5.csv", "report/f1_digits.png",
+            "report/privacy.csv"} <= all_artifacts(
         client, summaries[0].info.run_id)
 
     # a second report updates the same summary run and ignores it as input

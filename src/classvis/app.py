@@ -171,8 +171,8 @@ def _skip_if_finished(experiment_id: str, digest: str, settings: RunSettings,
     if done is None:
         return None
     accuracy = done.data.metrics.get("student/accuracy", math.nan)
-    print(f"classvis: skipped {job.run_name(settings)}: an identical config already FINISHED as MLflow "
-          f"run {done.info.run_id} (force=true runs it again)", flush=True)
+    print(f"classvis: skipped {job.run_name(settings)}: an identical config already FINISHED as "
+          f"MLflow run {done.info.run_id} (force=true runs it again)", flush=True)
     _write_status(job, "SKIPPED", run_id=done.info.run_id, student_accuracy=accuracy)
     return accuracy
 

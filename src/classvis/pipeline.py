@@ -175,7 +175,8 @@ def real_test_set(settings: RunSettings) -> tuple[ImageData | None, str]:
     source = json.loads(recorded)
     if settings.dataset.test_root is not None:
         source["root"] = settings.dataset.test_root
-    source.update(download=False, cache=settings.dataset.cache, cache_dir=settings.dataset.cache_dir)
+    source.update(download=False, cache=settings.dataset.cache,
+                  cache_dir=settings.dataset.cache_dir)
     seed = int(settings.source.get("seed", settings.seed))
     try:
         return load_dataset(parse(DatasetSettings, source, "dataset.source"),
@@ -192,7 +193,8 @@ def _run_from_file(settings: RunSettings, progress: Progress) -> RunResult:
         synthetic = SyntheticSet.load(settings.dataset.path)
         real, why_not = real_test_set(settings)
     names = synthetic.class_names
-    if real is not None and (real.class_names != names or real.image_shape != synthetic.image_shape):
+    if real is not None and (real.class_names != names
+                             or real.image_shape != synthetic.image_shape):
         why_not = (f"the source dataset found here has classes {real.class_names} and images "
                    f"{real.image_shape}, the file {names} and {synthetic.image_shape}")
         real = None

@@ -10,6 +10,12 @@ are genuine samples of the data yet not training records:
 A ratio near 0 means the synthetic images are (near-)copies of training images; around 1 they are
 as close to the training set as fresh real data; well above 1 they are further from every
 training record than real data is.
+
+Distance alone can mislead: a low-contrast image near the data's mean (a class average, or a
+visualization with a strong L2 penalty on a dataset of high-contrast images) lies close to the
+dimmest training images without resembling any of them. So each image's nearest-neighbour
+distance ratio (NNDR: nearest over second-nearest training distance) is kept too: a copy of one
+record scores about 0, an image that is no closer to its nearest record than to the next about 1.
 """
 
 from __future__ import annotations
@@ -37,6 +43,13 @@ class PrivacySettings:
 class Nearest:
     distances: torch.Tensor  # (M,) Euclidean distance to the nearest reference image
     indices: torch.Tensor    # (M,) its index in the reference set
+    second: torch.Tensor     # (M,) distance to the second nearest (inf with one reference image)
+
+    @property
+    def distance_ratio(self) -> torch.Tensor:
+        """Nearest over second-nearest distance per image (NNDR): about 0 for a copy of one
+        record, about 1 when the nearest record is no closer than the next one."""
+        return self.distances / self.second.clamp_min(1e-12)
 
 
 @dataclass
@@ -58,31 +71,40 @@ class PrivacyResult:
             "privacy/test_nn_distance_median": float(test.median()),
             "privacy/test_images": float(len(test)),
             "privacy/distance_ratio": self.ratio,
+            "privacy/nndr_median": float(self.synthetic.distance_ratio.median()),
+            "privacy/nndr_min": float(self.synthetic.distance_ratio.min()),
+            "privacy/test_nndr_median": float(self.test.distance_ratio.median()),
+            "privacy/distinct_nearest": float(len(self.synthetic.indices.unique())),
         }
 
 
 def nearest(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 8192) -> Nearest:
-    """For each query image, the nearest reference image (Euclidean), scanning the reference in
-    chunks so memory stays at ``len(queries) * chunk`` distances.
+    """For each query image, the nearest and second-nearest reference images (Euclidean),
+    scanning the reference in chunks so memory stays at ``len(queries) * chunk`` distances.
 
     Candidates come from ``|q|^2 - 2 q.r + |r|^2`` (fast, one matrix product per chunk); the
-    winner's distance is then computed directly, so an exact copy scores exactly 0."""
+    winners' distances are then computed directly, so an exact copy scores exactly 0."""
     q = queries.flatten(1).float()
     r = reference.flatten(1).float()
     if q.shape[1] != r.shape[1]:
         raise ValueError(f"query images have {q.shape[1]} values, reference images {r.shape[1]}")
-    best = torch.full((len(q),), float("inf"))
-    best_index = torch.zeros(len(q), dtype=torch.int64)
+    if len(r) == 0:
+        raise ValueError("no reference images to compare with")
+    best = torch.full((len(q), 2), float("inf"))
+    best_index = torch.zeros(len(q), 2, dtype=torch.int64)
     q_norms = q.pow(2).sum(1, keepdim=True)
     for start in range(0, len(r), chunk):
         block = r[start:start + chunk]
         squared = q_norms - 2.0 * (q @ block.T) + block.pow(2).sum(1)
-        values, where = squared.min(1)
-        better = values < best
-        best = torch.where(better, values, best)
-        best_index = torch.where(better, where + start, best_index)
-    distances = (q - r[best_index]).norm(dim=1)
-    return Nearest(distances, best_index)
+        values, where = squared.topk(min(2, len(block)), dim=1, largest=False)
+        merged = torch.cat([best, values], dim=1)
+        merged_index = torch.cat([best_index, where + start], dim=1)
+        order = merged.argsort(dim=1)[:, :2]
+        best, best_index = merged.gather(1, order), merged_index.gather(1, order)
+    distances = (q - r[best_index[:, 0]]).norm(dim=1)
+    second = (q - r[best_index[:, 1]]).norm(dim=1) if len(r) > 1 else torch.full(
+        (len(q),), float("inf"))
+    return Nearest(distances, best_index[:, 0], second)
 
 
 def measure(synthetic_images: torch.Tensor, train_x: torch.Tensor, test_x: torch.Tensor,

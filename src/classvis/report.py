@@ -349,16 +349,22 @@ def privacy(runs: list[RunRecord]) -> Section | None:
         rows.append([DATASET_TITLES.get(dataset, dataset), task, teacher, extractor, str(k),
                      _count(group, "synthetic/images"), number("privacy/nn_distance_median"),
                      number("privacy/nn_distance_min"), number("privacy/test_nn_distance_median"),
-                     number("privacy/distance_ratio")])
+                     number("privacy/distance_ratio"), number("privacy/nndr_median"),
+                     number("privacy/test_nndr_median"), _count(group, "privacy/distinct_nearest")])
     header = ["Dataset", "Task", "Teacher", "Extractor", "Per class", "Images",
               "Synthetic -> train (median)", "Synthetic -> train (min)",
-              "Test -> train (median)", "Ratio"]
+              "Test -> train (median)", "Ratio", "NNDR", "Test NNDR", "Distinct nearest"]
     return Section("privacy", "Privacy: distance to the nearest training image (pixel space, L2)",
                    header, rows,
                    ["Ratio: median distance from a synthetic image to its nearest training image "
                     "over the same median for real test images. About 0: copies of training "
                     "images; about 1: as close as fresh real data; above 1: further from every "
                     "training record than real data is.",
+                    "NNDR: median over the synthetic images of nearest / second-nearest training "
+                    "distance (Test NNDR: the same for the test images). About 0: each image "
+                    "copies one record; about 1: no record is singled out. Distance alone "
+                    "misleads for dim, low-contrast images: they lie near the dimmest training "
+                    "images (Distinct nearest: how many different training images are nearest).",
                     "Several seeds: means over seeds."])
 
 
