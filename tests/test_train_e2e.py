@@ -109,6 +109,7 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Downloading" not in done.stdout + done.stderr  # MLflow's bar stays quiet too
     portable = SyntheticSet.load(exported)
+    assert exported.stat().st_mode & 0o044  # readable by others, as files one shares are
     original = SyntheticSet.load(client.download_artifacts(
         mnist.info.run_id, "synthetic_set.safetensors", str(tmp_path / "again")))
     assert torch.equal(portable.images, original.images)

@@ -62,6 +62,9 @@ def export_run(client, run_id: str, output: Path, tracking_uri: str) -> Syntheti
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     synthetic.save(partial)
+    umask = os.umask(0)
+    os.umask(umask)
+    partial.chmod(0o666 & ~umask)  # an ordinary file to share (the writer makes it private)
     partial.replace(output)  # never leave a half-written file under the final name
     return synthetic
 
