@@ -59,6 +59,13 @@ def mlflow_server(tmp_path):
         yield url, db
 
 
+def close_assistant(page) -> None:
+    """Fold away MLflow's side panel (an assistant) so the screenshot shows the runs."""
+    close = page.get_by_role("button", name="Close", exact=True)
+    if close.count():
+        close.first.click()
+
+
 def test_ui_lists_runs_with_accuracy_and_shows_their_artifacts(mlflow_server, screenshots):
     sync_api = pytest.importorskip("playwright.sync_api")
     url, db = mlflow_server
@@ -68,7 +75,7 @@ def test_ui_lists_runs_with_accuracy_and_shows_their_artifacts(mlflow_server, sc
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page = browser.new_page(viewport={"width": 2200, "height": 900})
             page.set_default_timeout(60_000)
             # the experiment page, in the UI's "Model training" view
             page.goto(f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
@@ -89,6 +96,8 @@ def test_ui_lists_runs_with_accuracy_and_shows_their_artifacts(mlflow_server, sc
                 shown = re.findall(r"0\.\d+", table)
                 assert any(abs(float(value) - accuracy) < 1e-3 for value in shown), (
                     accuracy, shown)
+            close_assistant(page)
+            page.wait_for_timeout(1000)  # let the table re-layout without the panel
             page.screenshot(path=str(screenshots / "mlflow_ui_experiment.png"))
 
             # a run's page: its artifacts hold the confusion matrix and the visualization grid
