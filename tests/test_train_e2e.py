@@ -110,6 +110,12 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
     assert "Downloading" not in done.stdout + done.stderr  # MLflow's bar stays quiet too
     portable = SyntheticSet.load(exported)
     assert exported.stat().st_mode & 0o044  # readable by others, as files one shares are
+    missing = subprocess.run([sys.executable, "-m", "classvis.cli", "export", "0" * 32, "-o",
+                              str(tmp_path / "none.safetensors")], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and not (tmp_path / "none.safetensors").exists()
+    assert missing.stderr.strip().startswith("classvis export: error: RUN_ID: no run '000")
+    assert "\n" not in missing.stderr.strip()
     original = SyntheticSet.load(client.download_artifacts(
         mnist.info.run_id, "synthetic_set.safetensors", str(tmp_path / "again")))
     assert torch.equal(portable.images, original.images)
