@@ -93,6 +93,8 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
         "hydra.job_num": "" if job.number is None else str(job.number),
         "mlflow.source.name": "train.py",
     }
+    if settings.extractor_variant:
+        tags["extractor_variant"] = settings.extractor_variant
     if settings.dataset.classes is not None:
         tags["classes"] = json.dumps(list(settings.dataset.classes))
     if settings.dataset.one_vs_rest is not None:

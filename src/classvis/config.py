@@ -85,6 +85,19 @@ class RunSettings:
         return label
 
     @property
+    def extractor_variant(self) -> str:
+        """The extractor's settings that differ from its defaults (``l2=0.135``), per_class
+        aside; empty for the defaults. Tells synthetic sets of one extractor apart."""
+        if self.source is not None:
+            return ""
+        from dataclasses import fields
+
+        defaults = type(self.extractor)()
+        return ", ".join(f"{f.name}={getattr(self.extractor, f.name)}"
+                         for f in fields(self.extractor) if f.name != "per_class"
+                         and getattr(self.extractor, f.name) != getattr(defaults, f.name))
+
+    @property
     def run_name(self) -> str:
         compressed = " + compress" if self.compress.enabled else ""
         return (f"{self.dataset_label} | {self.teacher_label} -> {self.extractor_label} -> "

@@ -337,8 +337,12 @@ def privacy(runs: list[RunRecord]) -> Section | None:
     chosen = [r for r in runs if "privacy/distance_ratio" in r.metrics]
     if not chosen:
         return None
+    def extractor(tags: dict[str, str]) -> str:
+        variant = tags.get("extractor_variant")
+        return tags.get("extractor", "") + (f" ({variant})" if variant else "")
+
     groups = _group(chosen, lambda r: (r.tags.get("dataset", ""), _task(r.tags),
-                                       r.tags.get("teacher", ""), r.tags.get("extractor", ""),
+                                       r.tags.get("teacher", ""), extractor(r.tags),
                                        int(r.tags.get("per_class", "1") or 1)))
     rows = []
     for (dataset, task, teacher, extractor, k), group in sorted(groups.items()):
