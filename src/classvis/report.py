@@ -206,8 +206,19 @@ def _mean_metric(runs: list[RunRecord], key: str) -> list[float]:
     return [r.metrics[key] for r in runs if key in r.metrics]
 
 
+def _is_number(cell: str) -> bool:
+    """A numeric cell (``92.27``, ``92.27 ± 0.17``, ``2386x``, ``1,000``, ``-``): right-aligned."""
+    text = cell.replace("±", " ").replace(",", "").rstrip("x").split()
+    try:
+        return all(part == "-" or float(part) is not None for part in text)
+    except ValueError:
+        return False
+
+
 def _markdown_rows(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    numeric = [bool(rows) and all(_is_number(row[i]) for row in rows) for i in range(len(header))]
+    rule = "|" + "".join("---:|" if is_numeric else "---|" for is_numeric in numeric)
+    lines = ["| " + " | ".join(header) + " |", rule]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
