@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from classvis.fit import TeacherTraining, fit
-from classvis.settings import positive
+from classvis.models import count_parameters
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,7 @@ class CompressSettings:
     schedule: Literal["constant", "cosine"] = "constant"
 
     def check(self, key: str) -> None:
-        positive(self.lr, f"{key}.lr")
-        positive(self.batch_size, f"{key}.batch_size", "an integer >= 1")
-        positive(self.epochs, f"{key}.epochs", "an integer >= 1")
+        self.training().check(key)  # the teacher recipe's own checks, under compress.*
 
     def training(self) -> TeacherTraining:
         return TeacherTraining(lr=self.lr, batch_size=self.batch_size, epochs=self.epochs,
@@ -73,5 +71,4 @@ def compress(rows: torch.Tensor, labels: torch.Tensor, num_classes: int,
     """Fit the biases of a model whose weight rows are ``rows`` (frozen) on real data."""
     model = FrozenRowsClassifier(rows, labels, num_classes)
     losses = fit(model, train_x, train_y, settings.training(), seed)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return Compressed(model, losses, trainable)
+    return Compressed(model, losses, count_parameters(model, trainable_only=True))
