@@ -85,7 +85,7 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
     tags = {
         "dataset": settings.dataset_name,
         "extractor": settings.extractor_name,
-        "per_class": str(getattr(settings.extractor, "per_class", 1)),
+        "per_class": str(settings.per_class),
         "teacher": settings.teacher_label,
         "student": settings.student.label,
         "seed": str(settings.seed),

@@ -43,6 +43,11 @@ class RunSettings:
     source: dict[str, str] | None = None
 
     @property
+    def per_class(self) -> int:
+        """Images per class the extractor makes (1 for extractors without the option)."""
+        return getattr(self.extractor, "per_class", 1)
+
+    @property
     def from_file(self) -> bool:
         """The student learns from a synthetic set file: no teacher, no extraction."""
         return self.source is not None
@@ -77,9 +82,8 @@ class RunSettings:
         if self.source is not None:
             return f"{self.source.get('extractor', 'unknown extractor')} [file]"
         label = self.extractor_name
-        per_class = getattr(self.extractor, "per_class", 1)
-        if per_class > 1:
-            label += f" x{per_class}"
+        if self.per_class > 1:
+            label += f" x{self.per_class}"
         if self.swap.enabled:
             label += f" ({self.swap.label})"
         return label

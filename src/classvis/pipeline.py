@@ -142,7 +142,7 @@ def _swap(settings: RunSettings, data: ImageData, teacher: Classifier,
                        donor_images, base, swapped, base_class, baseline)
 
 
-def _provenance(settings: RunSettings, teacher_accuracy: float, teacher: Classifier,
+def _provenance(settings: RunSettings, teacher_accuracy: float, teacher_parameters: int,
                 key: str) -> dict[str, str]:
     """What a synthetic set file records about its origin (strings, for the safetensors header)."""
     source = {k: v for k, v in asdict(settings.dataset).items()
@@ -151,10 +151,10 @@ def _provenance(settings: RunSettings, teacher_accuracy: float, teacher: Classif
         "dataset": settings.dataset_label, "extractor": settings.extractor_label,
         "extractor_name": settings.extractor_name,
         "extractor_settings": json.dumps(asdict(settings.extractor)),
-        "per_class": str(getattr(settings.extractor, "per_class", 1)),
+        "per_class": str(settings.per_class),
         "teacher": settings.teacher.label, "seed": str(settings.seed),
         "teacher_accuracy": repr(teacher_accuracy),
-        "teacher_parameters": str(count_parameters(teacher)),
+        "teacher_parameters": str(teacher_parameters),
         "teacher_key": key,
         "teacher_architecture": json.dumps(asdict(settings.teacher)),
         "teacher_training": json.dumps(asdict(settings.trainer.teacher)),
@@ -272,15 +272,15 @@ def run(settings: RunSettings,
     if settings.privacy.enabled:
         with _timed(seconds, "privacy"):
             privacy = measure(images, data.train_x, data.test_x, settings.privacy)
-    synthetic = SyntheticSet(
-        images=images, soft_targets=targets, labels=labels,
-        class_names=data.class_names,
-        metadata=_provenance(settings, evaluations["teacher"].accuracy, teacher,
-                             obtained.key),
-    )
     parameters = {"teacher": count_parameters(teacher), "student": count_parameters(student)}
     if compressed is not None:
         parameters["compressed"] = compressed.trainable_parameters
+    synthetic = SyntheticSet(
+        images=images, soft_targets=targets, labels=labels,
+        class_names=data.class_names,
+        metadata=_provenance(settings, evaluations["teacher"].accuracy, parameters["teacher"],
+                             obtained.key),
+    )
     return RunResult(
         data=data, teacher=teacher, student=student, synthetic=synthetic,
         evaluations=evaluations, teacher_losses=teacher_losses, student_losses=student_losses,
