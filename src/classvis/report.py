@@ -262,14 +262,8 @@ def section8(runs: list[RunRecord]) -> Section | None:
     groups = _group(chosen, lambda r: (r.tags.get("dataset", ""), r.tags.get("classes", ""),
                                        r.tags.get("one_vs_rest", ""), r.tags.get("swap", ""),
                                        r.tags.get("teacher", ""), r.tags.get("student", "")))
-    for (dataset, classes, one_vs_rest, swap, teacher, student), group in sorted(groups.items()):
-        if swap:
-            task = f"10-class set, {swap}"
-        elif classes:
-            task = "classes " + ", ".join(json.loads(classes))
-        else:
-            task = f"{one_vs_rest} vs rest (balanced)"
-        row = [DATASET_TITLES.get(dataset, dataset), task, teacher, student,
+    for (dataset, _, _, swap, teacher, student), group in sorted(groups.items()):
+        row = [DATASET_TITLES.get(dataset, dataset), _task(group[-1].tags), teacher, student,
                _percent(_mean_metric(group, "teacher/accuracy")),
                _percent(_mean_metric(group, "student/accuracy"))]
         if swap:
@@ -293,9 +287,10 @@ def section8(runs: list[RunRecord]) -> Section | None:
                    rows, notes)
 
 
-def _count(runs: list[RunRecord], key: str) -> str:
+def _count(runs: list[RunRecord], key: str, digits: int = 0) -> str:
+    """The mean of a metric over runs, with ``digits`` decimals; ``-`` if no run has it."""
     values = _mean_metric(runs, key)
-    return f"{statistics.fmean(values):.0f}" if values else "-"
+    return f"{statistics.fmean(values):.{digits}f}" if values else "-"
 
 
 def _per_class_runs(runs: list[RunRecord]) -> list[RunRecord]:
@@ -338,7 +333,7 @@ def _task(tags: dict[str, str]) -> str:
     if tags.get("classes"):
         return "classes " + ", ".join(json.loads(tags["classes"]))
     if tags.get("one_vs_rest"):
-        return f"{tags['one_vs_rest']} vs rest"
+        return f"{tags['one_vs_rest']} vs rest (balanced)"
     return "all classes"
 
 
@@ -348,24 +343,22 @@ def privacy(runs: list[RunRecord]) -> Section | None:
     chosen = [r for r in runs if "privacy/distance_ratio" in r.metrics]
     if not chosen:
         return None
-    def extractor(tags: dict[str, str]) -> str:
+
+    def extractor_label(tags: dict[str, str]) -> str:
         variant = tags.get("extractor_variant")
         return tags.get("extractor", "") + (f" ({variant})" if variant else "")
 
     groups = _group(chosen, lambda r: (r.tags.get("dataset", ""), _task(r.tags),
-                                       r.tags.get("teacher", ""), extractor(r.tags),
+                                       r.tags.get("teacher", ""), extractor_label(r.tags),
                                        int(r.tags.get("per_class", "1") or 1)))
     rows = []
     for (dataset, task, teacher, extractor, k), group in sorted(groups.items()):
-        def number(key: str, digits: int = 2) -> str:
-            values = _mean_metric(group, key)
-            return f"{statistics.fmean(values):.{digits}f}" if values else "-"
-
         rows.append([DATASET_TITLES.get(dataset, dataset), task, teacher, extractor, str(k),
-                     _count(group, "synthetic/images"), number("privacy/nn_distance_median"),
-                     number("privacy/nn_distance_min"), number("privacy/test_nn_distance_median"),
-                     number("privacy/distance_ratio"), number("privacy/nndr_median"),
-                     number("privacy/test_nndr_median"), _count(group, "privacy/distinct_nearest")])
+                     _count(group, "synthetic/images")]
+                    + [_count(group, f"privacy/{key}", digits=2) for key in (
+                        "nn_distance_median", "nn_distance_min", "test_nn_distance_median",
+                        "distance_ratio", "nndr_median", "test_nndr_median")]
+                    + [_count(group, "privacy/distinct_nearest")])
     header = ["Dataset", "Task", "Teacher", "Extractor", "Per class", "Images",
               "Synthetic -> train (median)", "Synthetic -> train (min)",
               "Test -> train (median)", "Ratio", "NNDR", "Test NNDR", "Distinct nearest"]
