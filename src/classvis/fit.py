@@ -72,7 +72,9 @@ class StudentTraining:
     ``hidden_init: span`` (beyond the paper) starts a hidden-layer student's first layer from
     random combinations of the synthetic images (keeping the model's own row norms), so that, like
     a zero-initialised linear student, it only ever responds to the images' span and ignores what
-    real images have outside it. ``model`` keeps the architecture's own initialisation.
+    real images have outside it. That holds for ``sgd`` (with or without momentum) and ``lbfgs``,
+    whose steps are combinations of gradients; ``adam`` rescales each coordinate and leaves the
+    span. ``model`` keeps the architecture's own initialisation.
     """
 
     optimizer: Literal["sgd", "adam", "lbfgs"] = "sgd"
