@@ -117,20 +117,21 @@ def f1_comparison_figure(class_names: list[str], f1_by_model: dict[str, np.ndarr
 def accuracy_vs_images_figure(counts: list[int], curves: dict[str, list[float]],
                               reference: float, reference_label: str, title: str) -> Figure:
     """Test accuracy against the number of synthetic images (log scale), a reference line."""
-    fig, ax = plt.subplots(figsize=(6.0, 3.8), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7.6, 3.8), layout="constrained")
     for label, values in curves.items():
         ax.plot(counts, [100 * v for v in values], marker="o", label=label)
         for count, value in zip(counts, values):
             ax.annotate(f"{100 * value:.1f}", (count, 100 * value), textcoords="offset points",
                         xytext=(0, 6), ha="center", fontsize=7)
     ax.axhline(100 * reference, color="black", linestyle="--", label=reference_label)
+    ax.margins(y=0.12)  # room above the top point's label and the reference line
     ax.set_xscale("log")
     ax.set_xticks(counts, [str(c) for c in counts])
     ax.set_xlabel("synthetic images (classes x per class)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
