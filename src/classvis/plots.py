@@ -114,11 +114,12 @@ def f1_comparison_figure(class_names: list[str], f1_by_model: dict[str, np.ndarr
     return fig
 
 
-def accuracy_vs_images_figure(counts: list[int], curves: dict[str, list[float]],
+def accuracy_vs_images_figure(curves: dict[str, tuple[list[int], list[float]]],
                               reference: float, reference_label: str, title: str) -> Figure:
-    """Test accuracy against the number of synthetic images (log scale), a reference line."""
+    """Test accuracy against the number of synthetic images (log scale), a reference line.
+    ``curves``: label -> (image counts, accuracies in [0, 1])."""
     fig, ax = plt.subplots(figsize=(7.6, 3.8), layout="constrained")
-    for label, values in curves.items():
+    for label, (counts, values) in curves.items():
         ax.plot(counts, [100 * v for v in values], marker="o", label=label)
         for count, value in zip(counts, values):
             ax.annotate(f"{100 * value:.1f}", (count, 100 * value), textcoords="offset points",
@@ -126,7 +127,8 @@ def accuracy_vs_images_figure(counts: list[int], curves: dict[str, list[float]],
     ax.axhline(100 * reference, color="black", linestyle="--", label=reference_label)
     ax.margins(y=0.12)  # room above the top point's label and the reference line
     ax.set_xscale("log")
-    ax.set_xticks(counts, [str(c) for c in counts])
+    ticks = sorted({count for counts, _ in curves.values() for count in counts})
+    ax.set_xticks(ticks, [str(c) for c in ticks])
     ax.set_xlabel("synthetic images (classes x per class)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)

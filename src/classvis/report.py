@@ -306,7 +306,7 @@ def section10(runs: list[RunRecord]) -> Section | None:
     if not chosen:
         return None
     groups = _group(chosen, lambda r: (r.tags.get("dataset", ""), r.tags.get("teacher", ""),
-                                       r.tags.get("student", ""), r.tags.get("extractor", ""),
+                                       r.tags.get("student", ""), extractor_label(r.tags),
                                        int(r.tags.get("per_class", "1") or 1)))
     rows = []
     for (dataset, teacher, student, extractor, k), group in sorted(groups.items()):
@@ -327,6 +327,13 @@ def section10(runs: list[RunRecord]) -> Section | None:
                     "images; only its biases are trained on the real training set."])
 
 
+def extractor_label(tags: dict[str, str]) -> str:
+    """The extractor and, when they differ from its defaults, its settings: ``class_vis
+    (diversity=100.0)``. Runs of one extractor with other settings are other synthetic sets."""
+    variant = tags.get("extractor_variant")
+    return tags.get("extractor", "") + (f" ({variant})" if variant else "")
+
+
 def _task(tags: dict[str, str]) -> str:
     if tags.get("swap"):
         return f"10-class set, {tags['swap']}"
@@ -343,10 +350,6 @@ def privacy(runs: list[RunRecord]) -> Section | None:
     chosen = [r for r in runs if "privacy/distance_ratio" in r.metrics]
     if not chosen:
         return None
-
-    def extractor_label(tags: dict[str, str]) -> str:
-        variant = tags.get("extractor_variant")
-        return tags.get("extractor", "") + (f" ({variant})" if variant else "")
 
     groups = _group(chosen, lambda r: (r.tags.get("dataset", ""), _task(r.tags),
                                        r.tags.get("teacher", ""), extractor_label(r.tags),
@@ -377,8 +380,10 @@ def privacy(runs: list[RunRecord]) -> Section | None:
 
 
 def per_class_figure(runs: list[RunRecord], folder: Path) -> list[Path]:
-    """Accuracy against the number of synthetic images, one line per (dataset, teacher,
-    student) with k > 1 somewhere, the teacher as a horizontal line."""
+    """Accuracy against the number of synthetic images, one figure per (dataset, teacher,
+    student) with at least two image counts, the teacher as a horizontal line. One student line
+    (and one compressed line) joins the counts; when some count was run with several extractor
+    settings, each setting gets its own lines instead, named by its settings."""
     from classvis import plots
 
     chosen = [r for r in _per_class_runs(runs) if "swap" not in r.tags
@@ -389,21 +394,30 @@ def per_class_figure(runs: list[RunRecord], folder: Path) -> list[Path]:
     for dataset, teacher, student in series_keys:
         group = [r for r in chosen if (r.tags.get("dataset", ""), r.tags.get("teacher", ""),
                                        r.tags.get("student", "")) == (dataset, teacher, student)]
-        by_count = _group(group, lambda r: (int(r.metrics["synthetic/images"]),))
-        if len(by_count) < 2:
+        cells = _group(group, lambda r: (int(r.metrics["synthetic/images"]),
+                                         extractor_label(r.tags)))
+        counts = sorted({count for count, _ in cells})
+        if len(counts) < 2:
             continue
-        counts = sorted(c for (c,) in by_count)
-        curves = {f"student ({student})": [statistics.fmean(_mean_metric(by_count[(c,)],
-                                                                          "student/accuracy"))
-                                           for c in counts]}
-        compressed = [_mean_metric(by_count[(c,)], "compressed/accuracy") for c in counts]
-        if all(compressed):
-            curves["compressed (frozen rows, biases trained)"] = [statistics.fmean(v)
-                                                                  for v in compressed]
+        one_setting_per_count = len(cells) == len(counts)
+        lines: dict[str, dict[int, list[RunRecord]]] = defaultdict(dict)
+        for (count, label), cell in cells.items():
+            lines["" if one_setting_per_count else label][count] = cell
+        curves: dict[str, tuple[list[int], list[float]]] = {}
+        for label, points in sorted(lines.items()):
+            suffix = f"; {label}" if label else ""
+            line_counts = sorted(points)
+            curves[f"student ({student}{suffix})"] = (line_counts, [
+                statistics.fmean(_mean_metric(points[c], "student/accuracy"))
+                for c in line_counts])
+            compressed = [_mean_metric(points[c], "compressed/accuracy") for c in line_counts]
+            if all(compressed):
+                curves[f"compressed (frozen rows, biases trained{suffix})"] = (
+                    line_counts, [statistics.fmean(v) for v in compressed])
         teacher_accuracy = statistics.fmean(_mean_metric(group, "teacher/accuracy"))
         path = folder / f"accuracy_vs_images_{dataset}_{teacher}_{student}.png"
         plots.save(plots.accuracy_vs_images_figure(
-            counts, curves, teacher_accuracy, f"teacher ({teacher})",
+            curves, teacher_accuracy, f"teacher ({teacher})",
             f"{DATASET_TITLES.get(dataset, dataset)}: accuracy vs synthetic images"), path)
         written.append(path)
     return written
