@@ -30,6 +30,18 @@ def test_defaults_are_the_papers_protocol(mnist_root, monkeypatch):
     assert settings.run_name == "mnist | linear -> class_vis -> linear | seed 0"
 
 
+def test_variants_name_what_differs_from_the_papers_settings():
+    paper = settings_for("dataset=digits")
+    assert paper.extractor_variant == "" and paper.student_variant == ""
+    tuned = settings_for("dataset=digits", "extractor.l2=0.135", "trainer.student.lr=0.6",
+                         "trainer.student.mixup=50")
+    assert tuned.extractor_variant == "l2=0.135"
+    assert tuned.student_variant == "lr=0.6, mixup=50"
+    # per_class is its own tag and column, not part of the variant
+    assert settings_for("dataset=digits", "extractor.per_class=3", "extractor.start_std=0.1"
+                        ).extractor_variant == "start_std=0.1"
+
+
 def test_environment_chooses_the_tracking_store(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "team-sweep")

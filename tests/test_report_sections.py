@@ -8,11 +8,13 @@ from classvis import plots, report
 
 
 def record(number: int, k: int, seed: int, accuracy: float, variant: str = "",
-           compressed: float | None = 0.7) -> report.RunRecord:
+           compressed: float | None = 0.7, recipe: str = "") -> report.RunRecord:
     tags = {"dataset": "mnist", "teacher": "mlp30", "student": "mlp30", "extractor": "class_vis",
             "per_class": str(k), "seed": str(seed), "compress": "biases"}
     if variant:
         tags["extractor_variant"] = variant
+    if recipe:
+        tags["student_variant"] = recipe
     metrics = {"student/accuracy": accuracy, "teacher/accuracy": 0.97,
                "synthetic/images": 10.0 * k, "teacher/parameters": 23860.0}
     if compressed is not None:
@@ -65,3 +67,16 @@ def test_one_setting_per_count_is_one_line_across_the_counts(tmp_path, captured_
     assert captured_curves["compressed (frozen rows, biases trained)"] == (
         [10, 100, 1000], [0.7, 0.7, 0.8])
     assert len(report.section10(runs).rows) == 3
+
+
+def test_student_recipes_are_told_apart_only_where_a_cell_has_several(tmp_path, captured_curves):
+    runs = [record(1, 1, 0, 0.50, recipe="lr=0.001"),
+            record(2, 100, 0, 0.95, "diversity=100.0", recipe="lr=0.001"),
+            record(3, 100, 0, 0.40, "diversity=100.0")]
+    students = {(row[3], row[5]): row[7] for row in report.section10(runs).rows}
+    assert students == {("1", "mlp30"): "50.00", ("100", "mlp30 (lr=0.001)"): "95.00",
+                        ("100", "mlp30 (paper recipe)"): "40.00"}
+    report.per_class_figure(runs, tmp_path)
+    assert captured_curves["student (mlp30; class_vis (diversity=100.0); student lr=0.001)"] == (
+        [1000], [0.95])
+    assert captured_curves["student (mlp30; class_vis (diversity=100.0))"] == ([1000], [0.40])

@@ -94,18 +94,29 @@ class RunSettings:
         aside; empty for the defaults. Tells synthetic sets of one extractor apart."""
         if self.source is not None:
             return ""
-        from dataclasses import fields
+        return _differences(self.extractor, skip=("per_class",))
 
-        defaults = type(self.extractor)()
-        return ", ".join(f"{f.name}={getattr(self.extractor, f.name)}"
-                         for f in fields(self.extractor) if f.name != "per_class"
-                         and getattr(self.extractor, f.name) != getattr(defaults, f.name))
+    @property
+    def student_variant(self) -> str:
+        """The student recipe's settings (``trainer.student``) that differ from the paper's
+        (``optimizer=adam, lr=0.001``); empty for the paper's recipe. Tells apart runs that
+        trained the same architecture another way."""
+        return _differences(self.trainer.student)
 
     @property
     def run_name(self) -> str:
         compressed = " + compress" if self.compress.enabled else ""
         return (f"{self.dataset_label} | {self.teacher_label} -> {self.extractor_label} -> "
                 f"{self.student.label}{compressed} | seed {self.seed}")
+
+
+def _differences(settings: Any, skip: tuple[str, ...] = ()) -> str:
+    """``name=value`` for every field of a settings dataclass that differs from its default."""
+    from dataclasses import fields
+
+    defaults = type(settings)()
+    return ", ".join(f"{f.name}={getattr(settings, f.name)}" for f in fields(settings)
+                     if f.name not in skip and getattr(settings, f.name) != getattr(defaults, f.name))
 
 
 def _parse_extractor(node: Any) -> tuple[str, Any]:

@@ -17,7 +17,7 @@ import os
 import statistics
 import sys
 import tempfile
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -307,10 +307,15 @@ def section10(runs: list[RunRecord]) -> Section | None:
         return None
     groups = _group(chosen, lambda r: (r.tags.get("dataset", ""), r.tags.get("teacher", ""),
                                        r.tags.get("student", ""), extractor_label(r.tags),
-                                       int(r.tags.get("per_class", "1") or 1)))
+                                       int(r.tags.get("per_class", "1") or 1),
+                                       r.tags.get("student_variant", "")))
+    # name the student's recipe only where one cell was trained with several recipes
+    recipes = Counter(key[:5] for key in groups)
     rows = []
-    for (dataset, teacher, student, extractor, k), group in sorted(groups.items()):
+    for (dataset, teacher, student, extractor, k, recipe), group in sorted(groups.items()):
         ratio = _mean_metric(group, "compressed/compression_ratio")
+        if recipes[(dataset, teacher, student, extractor, k)] > 1:
+            student = f"{student} ({recipe or 'paper recipe'})"
         rows.append([DATASET_TITLES.get(dataset, dataset), teacher, extractor, str(k),
                      _count(group, "synthetic/images"), student,
                      _percent(_mean_metric(group, "teacher/accuracy")),
@@ -332,6 +337,12 @@ def extractor_label(tags: dict[str, str]) -> str:
     (diversity=100.0)``. Runs of one extractor with other settings are other synthetic sets."""
     variant = tags.get("extractor_variant")
     return tags.get("extractor", "") + (f" ({variant})" if variant else "")
+
+
+def setting_label(tags: dict[str, str]) -> str:
+    """The extractor label, plus the student's recipe when it is not the paper's."""
+    recipe = tags.get("student_variant")
+    return extractor_label(tags) + (f"; student {recipe}" if recipe else "")
 
 
 def _task(tags: dict[str, str]) -> str:
@@ -383,7 +394,7 @@ def per_class_figure(runs: list[RunRecord], folder: Path) -> list[Path]:
     """Accuracy against the number of synthetic images, one figure per (dataset, teacher,
     student) with at least two image counts, the teacher as a horizontal line. One student line
     (and one compressed line) joins the counts; when some count was run with several extractor
-    settings, each setting gets its own lines instead, named by its settings."""
+    settings or student recipes, each setting gets its own lines instead, named by it."""
     from classvis import plots
 
     chosen = [r for r in _per_class_runs(runs) if "swap" not in r.tags
@@ -394,8 +405,7 @@ def per_class_figure(runs: list[RunRecord], folder: Path) -> list[Path]:
     for dataset, teacher, student in series_keys:
         group = [r for r in chosen if (r.tags.get("dataset", ""), r.tags.get("teacher", ""),
                                        r.tags.get("student", "")) == (dataset, teacher, student)]
-        cells = _group(group, lambda r: (int(r.metrics["synthetic/images"]),
-                                         extractor_label(r.tags)))
+        cells = _group(group, lambda r: (int(r.metrics["synthetic/images"]), setting_label(r.tags)))
         counts = sorted({count for count, _ in cells})
         if len(counts) < 2:
             continue
