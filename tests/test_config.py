@@ -42,6 +42,17 @@ def test_variants_name_what_differs_from_the_papers_settings():
                         ).extractor_variant == "start_std=0.1"
 
 
+def test_synthetic_dataset_needs_a_synthetic_set_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"^dataset.path: expected an existing file"):
+        settings_for("dataset=synthetic", f"dataset.path={tmp_path / 'none.safetensors'}")
+    foreign = tmp_path / "notes.safetensors"
+    foreign.write_text("not tensors")
+    with pytest.raises(ConfigError, match=r"^dataset.path: expected a classvis synthetic set "
+                                          r"file, got .*not a safetensors file") as raised:
+        settings_for("dataset=synthetic", f"dataset.path={foreign}")
+    assert "\n" not in str(raised.value)
+
+
 def test_environment_chooses_the_tracking_store(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "team-sweep")

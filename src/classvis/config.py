@@ -199,7 +199,11 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
 
         from classvis.synthetic import read_metadata
 
-        settings = replace(settings, source=read_metadata(settings.dataset.path))
+        try:  # the header alone, once: what the file was extracted from
+            source = read_metadata(settings.dataset.path)
+        except ValueError as error:
+            raise ConfigError("dataset.path", "a classvis synthetic set file", str(error)) from None
+        settings = replace(settings, source=source)
         for stage in ("swap", "compress"):
             require(not getattr(settings, stage).enabled, stage,
                     f"none with dataset=synthetic (the {stage} stage needs the teacher's data)",

@@ -62,17 +62,10 @@ class DatasetSettings:
             if self.class_names is not None:
                 check_class_names([self.one_vs_rest], list(self.class_names),
                                   f"{key}.one_vs_rest")
-        if self.loader == "synthetic":
-            from classvis.synthetic import read_metadata
-
+        if self.loader == "synthetic":  # its header is read (and checked) by run_settings
             require(self.path is not None, f"{key}.path", "a synthetic set file (classvis export)",
                     None)
             require(Path(self.path).is_file(), f"{key}.path", "an existing file", self.path)
-            try:
-                read_metadata(self.path)
-            except ValueError as error:
-                raise ConfigError(f"{key}.path", "a classvis synthetic set file",
-                                  str(error)) from None
         if self.loader == "torchvision":
             require(
                 self.torchvision_class in TORCHVISION_CLASSES,
