@@ -61,25 +61,25 @@ def interpolating_family(images: torch.Tensor, targets: torch.Tensor,
     return Family(coefficients @ t, 1.0 - coefficients.sum(1, keepdim=True))
 
 
+def _with_bias(x: torch.Tensor) -> torch.Tensor:
+    """Rows of ``x`` (float64) with a constant 1 appended: inputs of a linear model with bias."""
+    return torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], 1)
+
+
 def minimum_norm_scores(images: torch.Tensor, targets: torch.Tensor,
                         inputs: torch.Tensor) -> torch.Tensor:
     """The minimum-norm (weights and bias together) exact fit: where gradient descent from zero
     converges."""
-    ones = torch.ones(len(images), 1, dtype=torch.float64)
-    design = torch.cat([images.double(), ones], 1)
-    weights = torch.linalg.pinv(design) @ targets.double()
-    return torch.cat([inputs.double(), torch.ones(len(inputs), 1, dtype=torch.float64)], 1) @ weights
+    return _with_bias(inputs) @ torch.linalg.pinv(_with_bias(images)) @ targets.double()
 
 
 def ridge_scores(images: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor,
                  strength: float) -> torch.Tensor:
-    ones = torch.ones(len(images), 1, dtype=torch.float64)
-    design = torch.cat([images.double(), ones], 1)
+    design = _with_bias(images)
     dual = torch.linalg.solve(design @ design.T + strength * torch.eye(len(images),
                                                                        dtype=torch.float64),
                               targets.double())
-    queries = torch.cat([inputs.double(), torch.ones(len(inputs), 1, dtype=torch.float64)], 1)
-    return queries @ design.T @ dual
+    return _with_bias(inputs) @ design.T @ dual
 
 
 def oracle_bias(family: Family, labels: torch.Tensor, steps: int = 500) -> torch.Tensor:
