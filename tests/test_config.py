@@ -33,6 +33,8 @@ def test_defaults_are_the_papers_protocol(mnist_root, monkeypatch):
 def test_variants_name_what_differs_from_the_papers_settings():
     paper = settings_for("dataset=digits")
     assert paper.extractor_variant == "" and paper.student_variant == ""
+    assert paper.teacher_variant == ""
+    assert settings_for("dataset=digits", "trainer.teacher.epochs=2").teacher_variant == "epochs=2"
     tuned = settings_for("dataset=digits", "extractor.l2=0.135", "trainer.student.lr=0.6",
                          "trainer.student.mixup=50")
     assert tuned.extractor_variant == "l2=0.135"

@@ -209,6 +209,11 @@ def test_section8_and_section10_presets_run_and_report(tmp_path, capsys):
     by_k = {r.data.tags["per_class"]: r for r in runs10}
     assert set(by_k) == {"1", "10"}
     assert {r.data.tags["teacher_key"] for r in runs10} == {by_k["1"].data.tags["teacher_key"]}
+    # what each run changed from the paper's recipes is a tag (the report keeps such runs apart)
+    assert by_k["10"].data.tags["teacher_variant"] == "epochs=3"
+    assert by_k["10"].data.tags["student_variant"] == (
+        "lr=0.001, lr_scaling=none, momentum=0.9, steps=300, hidden_init=span")
+    assert by_k["10"].data.tags["extractor_variant"] == "steps=300, start_std=0.3, diversity=100.0"
     for k, run in by_k.items():
         m = run.data.metrics
         assert m["synthetic/images"] == 10 * int(k)

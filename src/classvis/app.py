@@ -95,6 +95,8 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
     }
     if settings.extractor_variant:
         tags["extractor_variant"] = settings.extractor_variant
+    if settings.teacher_variant:
+        tags["teacher_variant"] = settings.teacher_variant
     if settings.student_variant:
         tags["student_variant"] = settings.student_variant
     if settings.dataset.classes is not None:

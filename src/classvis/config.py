@@ -104,6 +104,12 @@ class RunSettings:
         return _differences(self.trainer.student)
 
     @property
+    def teacher_variant(self) -> str:
+        """The teacher recipe's settings (``trainer.teacher``) that differ from the paper's
+        (``epochs=2``); empty for the paper's recipe."""
+        return _differences(self.trainer.teacher)
+
+    @property
     def run_name(self) -> str:
         compressed = " + compress" if self.compress.enabled else ""
         return (f"{self.dataset_label} | {self.teacher_label} -> {self.extractor_label} -> "
