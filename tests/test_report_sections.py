@@ -1,6 +1,8 @@
-"""The report's Section 10 table and accuracy-vs-images figure keep extractor settings apart."""
+"""The report keeps runs made with other settings apart: Section 10 rows and lines, Table 5 cells."""
 
 from __future__ import annotations
+
+import csv
 
 import pytest
 
@@ -74,9 +76,75 @@ def test_student_recipes_are_told_apart_only_where_a_cell_has_several(tmp_path, 
             record(2, 100, 0, 0.95, "diversity=100.0", recipe="lr=0.001"),
             record(3, 100, 0, 0.40, "diversity=100.0")]
     students = {(row[3], row[5]): row[7] for row in report.section10(runs).rows}
-    assert students == {("1", "mlp30"): "50.00", ("100", "mlp30 (lr=0.001)"): "95.00",
+    assert students == {("1", "mlp30"): "50.00", ("100", "mlp30 (student lr=0.001)"): "95.00",
                         ("100", "mlp30 (paper recipe)"): "40.00"}
     report.per_class_figure(runs, tmp_path)
     assert captured_curves["student (mlp30; class_vis (diversity=100.0); student lr=0.001)"] == (
         [1000], [0.95])
     assert captured_curves["student (mlp30; class_vis (diversity=100.0))"] == ([1000], [0.40])
+
+
+def table5_run(number: int, seed: int, accuracy: float, recipe: str = "",
+               teacher_recipe: str = "", teacher_accuracy: float = 0.92) -> report.RunRecord:
+    tags = {"dataset": "mnist", "teacher": "linear", "student": "linear",
+            "extractor": "class_vis", "per_class": "1", "seed": str(seed)}
+    if recipe:
+        tags["student_variant"] = recipe
+    if teacher_recipe:
+        tags["teacher_variant"] = teacher_recipe
+    metrics = {"student/accuracy": accuracy, "teacher/accuracy": teacher_accuracy}
+    return report.RunRecord(f"run{number}", number, tags, metrics)
+
+
+def test_a_table5_cell_never_mixes_seeds_of_different_recipes(tmp_path):
+    runs = [table5_run(1, 0, 0.90), table5_run(2, 1, 0.92), table5_run(3, 2, 0.94),
+            # a later try of another student recipe on one seed
+            table5_run(4, 0, 0.50, recipe="lr=0.5")]
+    table = report.table5(runs)
+    cell = table.rows["mnist"]["Class Vis."]
+    assert cell.values == [0.90, 0.92, 0.94] and cell.recipe == ""
+    assert [(d, c, r, o.values) for d, c, r, o in table.others] == [
+        ("mnist", "Class Vis.", "student lr=0.5", [0.50])]
+    document = report._markdown_document(table)
+    assert "| MNIST | 92.00 ± 0.00 | 92.00 ± 2.00 |" in document
+    assert ("- MNIST / Class Vis.: student lr=0.5: 50.00 (1 seed); in the table: defaults"
+            in document)
+    table.write_csv(tmp_path / "table5.csv")
+    with (tmp_path / "table5.csv").open() as handle:
+        rows = [row for row in csv.DictReader(handle) if row["column"] == "Class Vis."]
+    listed = [(row["mean_percent"], row["seeds"], row["recipe"], row["in_table"]) for row in rows]
+    assert listed == [("92.00", "3", "", "yes"), ("50.00", "1", "student lr=0.5", "no")]
+
+
+def test_a_table5_tie_shows_the_defaults_or_else_the_latest_and_teachers_split_by_recipe():
+    runs = [table5_run(1, 0, 0.91, recipe="lr=0.5"),
+            table5_run(2, 0, 0.80, teacher_recipe="epochs=1", teacher_accuracy=0.85)]
+    table = report.table5(runs)
+    # two recipes, one seed each, neither the defaults: the latest is shown
+    assert table.rows["mnist"]["Class Vis."].recipe == "teacher epochs=1"
+    assert table.rows["mnist"]["Class Vis."].values == [0.80]
+    assert [r for _, column, r, _ in table.others if column == "Class Vis."] == ["student lr=0.5"]
+    # the teacher column splits by the teacher's recipe alone: the defaults win its tie
+    trainset = table.rows["mnist"]["Trainset"]
+    assert (trainset.recipe, trainset.values) == ("", [0.92])
+    assert [(r, o.values) for _, column, r, o in table.others if column == "Trainset"] == [
+        ("teacher epochs=1", [0.85])]
+    # the defaults, run first, win the tie
+    table = report.table5([table5_run(0, 0, 0.90), *runs])
+    assert (table.rows["mnist"]["Class Vis."].recipe, table.rows["mnist"]["Trainset"].recipe) == (
+        "", "")
+    assert table.rows["mnist"]["Class Vis."].values == [0.90]
+    # more seeds win over the defaults
+    table = report.table5([table5_run(0, 0, 0.90), *runs, table5_run(3, 1, 0.82, "lr=0.5")])
+    assert table.rows["mnist"]["Class Vis."].values == [0.91, 0.82]
+
+
+def test_privacy_rows_keep_teacher_recipes_apart():
+    runs = []
+    for number, (teacher_recipe, ratio) in enumerate([("", 1.4), ("epochs=1", 2.0), ("", 1.6)]):
+        run = table5_run(number, 0, 0.9, teacher_recipe=teacher_recipe)
+        run.metrics["privacy/distance_ratio"] = ratio
+        runs.append(run)
+    rows = {row[2]: row[9] for row in report.privacy(runs).rows}
+    # one row per teacher recipe; a re-run of a seed replaces the earlier one
+    assert rows == {"linear": "1.60", "linear (epochs=1)": "2.00"}

@@ -48,6 +48,7 @@ class RunRecord:
 @dataclass
 class Cell:
     values: list[float] = field(default_factory=list)  # one per seed, fractions
+    recipe: str = ""                                    # what its runs changed (table5_recipe)
 
     @property
     def text(self) -> str:
@@ -65,6 +66,8 @@ class Table:
     rows: dict[str, dict[str, Cell]]        # dataset -> column -> cell
     missing: list[str]
     teachers: dict[str, dict[str, int]]     # dataset -> {"trained": n, "cache": n, "teachers": n}
+    # cells also run with other recipes: (dataset, column, recipe, cell), not in the table
+    others: list[tuple[str, str, str, Cell]] = field(default_factory=list)
 
     def markdown(self) -> str:
         header = "| Dataset | " + " | ".join(self.columns) + " |"
@@ -78,13 +81,17 @@ class Table:
     def write_csv(self, path: Path) -> None:
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["dataset", "column", "mean_percent", "std_percent", "seeds"])
-            for dataset, cells in self.rows.items():
-                for column in self.columns:
-                    values = cells[column].values
-                    mean = f"{100 * statistics.fmean(values):.2f}" if values else ""
-                    std = f"{100 * statistics.stdev(values):.2f}" if len(values) > 1 else ""
-                    writer.writerow([dataset, column, mean, std, len(values)])
+            writer.writerow(["dataset", "column", "mean_percent", "std_percent", "seeds",
+                             "recipe", "in_table"])
+            listed = [(dataset, column, cells[column], True)
+                      for dataset, cells in self.rows.items() for column in self.columns]
+            listed += [(dataset, column, cell, False) for dataset, column, _, cell in self.others]
+            for dataset, column, cell, in_table in listed:
+                values = cell.values
+                mean = f"{100 * statistics.fmean(values):.2f}" if values else ""
+                std = f"{100 * statistics.stdev(values):.2f}" if len(values) > 1 else ""
+                writer.writerow([dataset, column, mean, std, len(values), cell.recipe,
+                                 "yes" if in_table else "no"])
 
 
 def fetch_runs(client, experiment_id: str) -> list[RunRecord]:
@@ -126,38 +133,71 @@ def is_table5_run(run: RunRecord) -> bool:
                                                 "synthetic_file")))
 
 
+def table5_recipe(tags: dict[str, str], teacher_only: bool = False) -> str:
+    """What a Table 5 run changed from its preset's defaults: the teacher recipe, and (for the
+    student columns) the extractor's settings and the student recipe. Empty for the defaults."""
+    if teacher_only:
+        variant = tags.get("teacher_variant")
+        return f"teacher {variant}" if variant else ""
+    parts = [f"extractor {tags['extractor_variant']}"] if tags.get("extractor_variant") else []
+    recipe = recipe_label(tags)
+    return "; ".join(parts + ([recipe] if recipe else []))
+
+
+def _one_recipe(runs: list[RunRecord], teacher_only: bool = False
+                ) -> tuple[str, list[RunRecord], dict[str, list[RunRecord]]]:
+    """Split one cell's runs by recipe, so that no mean mixes seeds trained different ways.
+    Returns the recipe shown in the table (the one with the most seeds; on a tie, the defaults,
+    or else the one run last), its runs (the latest per seed), and every other recipe's runs."""
+    groups: dict[str, list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        groups[table5_recipe(run.tags, teacher_only)].append(run)
+    latest = {label: _latest_per_seed(group) for label, group in groups.items()}
+    if not latest:
+        return "", [], {}
+    shown = max(latest, key=lambda label: (len(latest[label]), label == "",
+                                           max(r.start_time for r in groups[label])))
+    return shown, latest[shown], {label: group for label, group in latest.items()
+                                  if label != shown}
+
+
+def _cell_runs(dataset_runs: list[RunRecord], selector) -> list[RunRecord]:
+    if selector is None:
+        return dataset_runs
+    return [r for r in dataset_runs if (r.tags.get("extractor"), r.tags.get("student")) == selector]
+
+
 def table5(runs: list[RunRecord]) -> Table:
     by_dataset: dict[str, list[RunRecord]] = defaultdict(list)
     for run in runs:
         if is_table5_run(run):
             by_dataset[run.tags["dataset"]].append(run)
-    rows, missing, teachers = {}, [], {}
+    rows, missing, teachers, others = {}, [], {}, []
     for dataset in _dataset_order(by_dataset):
         dataset_runs = by_dataset[dataset]
         cells: dict[str, Cell] = {}
         for column, selector in TABLE5_COLUMNS.items():
-            if selector is None:  # the teacher, once per seed
-                chosen = _latest_per_seed(dataset_runs)
-                cells[column] = Cell([r.metrics["teacher/accuracy"] for r in chosen
-                                      if "teacher/accuracy" in r.metrics])
-            else:
+            # the Trainset column is the teachers' own accuracy, once per seed
+            metric = "teacher/accuracy" if selector is None else "student/accuracy"
+            shown, chosen, rest = _one_recipe(_cell_runs(dataset_runs, selector),
+                                              teacher_only=selector is None)
+            cells[column] = Cell([r.metrics[metric] for r in chosen if metric in r.metrics],
+                                 shown)
+            for label, group in sorted(rest.items()):
+                others.append((dataset, column, label, Cell(
+                    [r.metrics[metric] for r in group if metric in r.metrics], label)))
+            if not chosen:
                 extractor, student = selector
-                chosen = _latest_per_seed([r for r in dataset_runs
-                                           if r.tags.get("extractor") == extractor
-                                           and r.tags.get("student") == student])
-                cells[column] = Cell([r.metrics["student/accuracy"] for r in chosen
-                                      if "student/accuracy" in r.metrics])
-                if not chosen:
-                    missing.append(f"{DATASET_TITLES.get(dataset, dataset)} / {column}: no "
-                                   f"FINISHED run with extractor={extractor}, student={student}, "
-                                   f"teacher={TABLE5_TEACHER}")
+                missing.append(f"{DATASET_TITLES.get(dataset, dataset)} / {column}: no "
+                               f"FINISHED run with extractor={extractor}, student={student}, "
+                               f"teacher={TABLE5_TEACHER}")
         rows[dataset] = cells
         sources = [r.tags.get("teacher_source", "trained") for r in dataset_runs]
         teachers[dataset] = {"runs": len(dataset_runs), "trained": sources.count("trained"),
                              "cache": sources.count("cache"),
                              "teachers": len({r.tags.get("teacher_key", r.run_id)
                                               for r in dataset_runs})}
-    return Table(list(TABLE5_COLUMNS), rows, missing, teachers)
+    return Table(list(TABLE5_COLUMNS), rows, missing, teachers, others)
 
 
 def f1_figures(runs: list[RunRecord], folder: Path) -> list[Path]:
@@ -181,13 +221,13 @@ def f1_figures(runs: list[RunRecord], folder: Path) -> list[Path]:
             return np.nanmean(np.array(rows), axis=0) if rows else None
 
         for column, selector in TABLE5_COLUMNS.items():
+            _, chosen, _ = _one_recipe(_cell_runs(dataset_runs, selector),
+                                       teacher_only=selector is None)
             if selector is None:
-                values = mean_f1(_latest_per_seed(dataset_runs), "teacher")
+                values = mean_f1(chosen, "teacher")
                 label = "Teacher (trainset)"
             else:
-                values = mean_f1(_latest_per_seed(
-                    [r for r in dataset_runs if (r.tags.get("extractor"),
-                                                 r.tags.get("student")) == selector]), "student")
+                values = mean_f1(chosen, "student")
                 label = column
             if values is not None:
                 series[label] = values
@@ -308,8 +348,8 @@ def section10(runs: list[RunRecord]) -> Section | None:
     groups = _group(chosen, lambda r: (r.tags.get("dataset", ""), r.tags.get("teacher", ""),
                                        r.tags.get("student", ""), extractor_label(r.tags),
                                        int(r.tags.get("per_class", "1") or 1),
-                                       r.tags.get("student_variant", "")))
-    # name the student's recipe only where one cell was trained with several recipes
+                                       recipe_label(r.tags)))
+    # name the training recipe only where one cell was trained with several recipes
     recipes = Counter(key[:5] for key in groups)
     rows = []
     for (dataset, teacher, student, extractor, k, recipe), group in sorted(groups.items()):
@@ -339,10 +379,23 @@ def extractor_label(tags: dict[str, str]) -> str:
     return tags.get("extractor", "") + (f" ({variant})" if variant else "")
 
 
+def teacher_label(tags: dict[str, str]) -> str:
+    """The teacher's architecture and, when it is not the paper's, its training recipe."""
+    variant = tags.get("teacher_variant")
+    return tags.get("teacher", "") + (f" ({variant})" if variant else "")
+
+
+def recipe_label(tags: dict[str, str]) -> str:
+    """The training recipes that differ from the paper's (``teacher epochs=2; student
+    lr=0.001``); empty for the paper's."""
+    return "; ".join(f"{who} {tags[f'{who}_variant']}" for who in ("teacher", "student")
+                     if tags.get(f"{who}_variant"))
+
+
 def setting_label(tags: dict[str, str]) -> str:
-    """The extractor label, plus the student's recipe when it is not the paper's."""
-    recipe = tags.get("student_variant")
-    return extractor_label(tags) + (f"; student {recipe}" if recipe else "")
+    """The extractor label, plus the training recipes where they are not the paper's."""
+    recipe = recipe_label(tags)
+    return extractor_label(tags) + (f"; {recipe}" if recipe else "")
 
 
 def _task(tags: dict[str, str]) -> str:
@@ -363,7 +416,7 @@ def privacy(runs: list[RunRecord]) -> Section | None:
         return None
 
     groups = _group(chosen, lambda r: (r.tags.get("dataset", ""), _task(r.tags),
-                                       r.tags.get("teacher", ""), extractor_label(r.tags),
+                                       teacher_label(r.tags), extractor_label(r.tags),
                                        int(r.tags.get("per_class", "1") or 1)))
     rows = []
     for (dataset, task, teacher, extractor, k), group in sorted(groups.items()):
@@ -462,6 +515,17 @@ def _markdown_document(table: Table, sections: list[Section] | None = None) -> s
                      f"time(s), reused from the cache {counts['cache']} time(s)")
     if table.missing:
         lines += ["", "Missing cells:"] + [f"- {item}" for item in table.missing]
+    if table.others:
+        lines += ["", "Cells also run with other settings (not in the table, which shows one "
+                      "setting per cell: the one with the most seeds; on a tie the defaults, or "
+                      "else the latest):"]
+        for dataset, column, recipe, cell in table.others:
+            shown = table.rows[dataset][column]
+            seeds = len(cell.values)
+            lines.append(f"- {DATASET_TITLES.get(dataset, dataset)} / {column}: "
+                         f"{recipe or 'defaults'}: {cell.text} ({seeds} "
+                         f"seed{'s' if seeds != 1 else ''}); in the table: "
+                         f"{shown.recipe or 'defaults'}")
     for section in sections:
         lines += ["", section.markdown()]
     return "\n".join(lines) + "\n"
