@@ -516,9 +516,9 @@ def _markdown_document(table: Table, sections: list[Section] | None = None) -> s
     if table.missing:
         lines += ["", "Missing cells:"] + [f"- {item}" for item in table.missing]
     if table.others:
-        lines += ["", "Cells also run with other settings (not in the table, which shows one "
-                      "setting per cell: the one with the most seeds; on a tie the defaults, or "
-                      "else the latest):"]
+        lines += ["", ("Cells also run with other settings (not in the table, which shows one "
+                       "setting per cell: the one with the most seeds; on a tie the defaults, or "
+                       "else the latest):")]
         for dataset, column, recipe, cell in table.others:
             shown = table.rows[dataset][column]
             seeds = len(cell.values)
