@@ -103,7 +103,7 @@ def test_a_table5_cell_never_mixes_seeds_of_different_recipes(tmp_path):
     table = report.table5(runs)
     cell = table.rows["mnist"]["Class Vis."]
     assert cell.values == [0.90, 0.92, 0.94] and cell.recipe == ""
-    assert [(d, c, r, o.values) for d, c, r, o in table.others] == [
+    assert [(d, c, o.recipe, o.values) for d, c, o in table.others] == [
         ("mnist", "Class Vis.", "student lr=0.5", [0.50])]
     document = report._markdown_document(table)
     assert "| MNIST | 92.00 ± 0.00 | 92.00 ± 2.00 |" in document
@@ -123,11 +123,12 @@ def test_a_table5_tie_shows_the_defaults_or_else_the_latest_and_teachers_split_b
     # two recipes, one seed each, neither the defaults: the latest is shown
     assert table.rows["mnist"]["Class Vis."].recipe == "teacher epochs=1"
     assert table.rows["mnist"]["Class Vis."].values == [0.80]
-    assert [r for _, column, r, _ in table.others if column == "Class Vis."] == ["student lr=0.5"]
+    assert [o.recipe for _, column, o in table.others if column == "Class Vis."] == [
+        "student lr=0.5"]
     # the teacher column splits by the teacher's recipe alone: the defaults win its tie
     trainset = table.rows["mnist"]["Trainset"]
     assert (trainset.recipe, trainset.values) == ("", [0.92])
-    assert [(r, o.values) for _, column, r, o in table.others if column == "Trainset"] == [
+    assert [(o.recipe, o.values) for _, column, o in table.others if column == "Trainset"] == [
         ("teacher epochs=1", [0.85])]
     # the defaults, run first, win the tie
     table = report.table5([table5_run(0, 0, 0.90), *runs])

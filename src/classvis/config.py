@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -118,8 +118,6 @@ class RunSettings:
 
 def _differences(settings: Any, skip: tuple[str, ...] = ()) -> str:
     """``name=value`` for every field of a settings dataclass that differs from its default."""
-    from dataclasses import fields
-
     defaults = type(settings)()
     return ", ".join(f"{f.name}={getattr(settings, f.name)}" for f in fields(settings)
                      if f.name not in skip and getattr(settings, f.name) != getattr(defaults, f.name))

@@ -48,7 +48,7 @@ class RunRecord:
 @dataclass
 class Cell:
     values: list[float] = field(default_factory=list)  # one per seed, fractions
-    recipe: str = ""                                    # what its runs changed (table5_recipe)
+    recipe: str = ""                                    # what its runs changed (_one_recipe)
 
     @property
     def text(self) -> str:
@@ -66,8 +66,8 @@ class Table:
     rows: dict[str, dict[str, Cell]]        # dataset -> column -> cell
     missing: list[str]
     teachers: dict[str, dict[str, int]]     # dataset -> {"trained": n, "cache": n, "teachers": n}
-    # cells also run with other recipes: (dataset, column, recipe, cell), not in the table
-    others: list[tuple[str, str, str, Cell]] = field(default_factory=list)
+    # cells also run with other settings, not in the table: (dataset, column, cell)
+    others: list[tuple[str, str, Cell]] = field(default_factory=list)
 
     def markdown(self) -> str:
         header = "| Dataset | " + " | ".join(self.columns) + " |"
@@ -85,7 +85,7 @@ class Table:
                              "recipe", "in_table"])
             listed = [(dataset, column, cells[column], True)
                       for dataset, cells in self.rows.items() for column in self.columns]
-            listed += [(dataset, column, cell, False) for dataset, column, _, cell in self.others]
+            listed += [(dataset, column, cell, False) for dataset, column, cell in self.others]
             for dataset, column, cell, in_table in listed:
                 values = cell.values
                 mean = f"{100 * statistics.fmean(values):.2f}" if values else ""
@@ -133,30 +133,20 @@ def is_table5_run(run: RunRecord) -> bool:
                                                 "synthetic_file")))
 
 
-def table5_recipe(tags: dict[str, str], teacher_only: bool = False) -> str:
-    """What a Table 5 run changed from its preset's defaults: the teacher recipe, and (for the
-    student columns) the extractor's settings and the student recipe. Empty for the defaults."""
-    if teacher_only:
-        variant = tags.get("teacher_variant")
-        return f"teacher {variant}" if variant else ""
-    parts = [f"extractor {tags['extractor_variant']}"] if tags.get("extractor_variant") else []
-    recipe = recipe_label(tags)
-    return "; ".join(parts + ([recipe] if recipe else []))
-
-
 def _one_recipe(runs: list[RunRecord], teacher_only: bool = False
                 ) -> tuple[str, list[RunRecord], dict[str, list[RunRecord]]]:
-    """Split one cell's runs by recipe, so that no mean mixes seeds trained different ways.
-    Returns the recipe shown in the table (the one with the most seeds; on a tie, the defaults,
-    or else the one run last), its runs (the latest per seed), and every other recipe's runs."""
-    groups: dict[str, list[RunRecord]] = defaultdict(list)
-    for run in runs:
-        groups[table5_recipe(run.tags, teacher_only)].append(run)
-    latest = {label: _latest_per_seed(group) for label, group in groups.items()}
+    """Split one cell's runs by what they changed from their preset's defaults (the teacher
+    recipe, and for the student columns also the extractor's settings and the student recipe),
+    so that no mean mixes seeds trained different ways. Returns the setting shown in the table
+    (the one with the most seeds; on a tie, the defaults, or else the one run last), its runs
+    (the latest per seed), and every other setting's runs."""
+    kinds = ("teacher",) if teacher_only else ("extractor", "teacher", "student")
+    latest = {label: group for (label,), group in
+              _group(runs, lambda r: (variants_label(r.tags, kinds),)).items()}
     if not latest:
         return "", [], {}
     shown = max(latest, key=lambda label: (len(latest[label]), label == "",
-                                           max(r.start_time for r in groups[label])))
+                                           max(r.start_time for r in latest[label])))
     return shown, latest[shown], {label: group for label, group in latest.items()
                                   if label != shown}
 
@@ -184,7 +174,7 @@ def table5(runs: list[RunRecord]) -> Table:
             cells[column] = Cell([r.metrics[metric] for r in chosen if metric in r.metrics],
                                  shown)
             for label, group in sorted(rest.items()):
-                others.append((dataset, column, label, Cell(
+                others.append((dataset, column, Cell(
                     [r.metrics[metric] for r in group if metric in r.metrics], label)))
             if not chosen:
                 extractor, student = selector
@@ -372,24 +362,32 @@ def section10(runs: list[RunRecord]) -> Section | None:
                     "images; only its biases are trained on the real training set."])
 
 
+def _with_variant(tags: dict[str, str], kind: str) -> str:
+    variant = tags.get(f"{kind}_variant")
+    return tags.get(kind, "") + (f" ({variant})" if variant else "")
+
+
 def extractor_label(tags: dict[str, str]) -> str:
     """The extractor and, when they differ from its defaults, its settings: ``class_vis
     (diversity=100.0)``. Runs of one extractor with other settings are other synthetic sets."""
-    variant = tags.get("extractor_variant")
-    return tags.get("extractor", "") + (f" ({variant})" if variant else "")
+    return _with_variant(tags, "extractor")
 
 
 def teacher_label(tags: dict[str, str]) -> str:
     """The teacher's architecture and, when it is not the paper's, its training recipe."""
-    variant = tags.get("teacher_variant")
-    return tags.get("teacher", "") + (f" ({variant})" if variant else "")
+    return _with_variant(tags, "teacher")
+
+
+def variants_label(tags: dict[str, str], kinds: tuple[str, ...]) -> str:
+    """What the runs changed from the defaults, for ``kinds`` (of extractor, teacher, student):
+    ``teacher epochs=2; student lr=0.001``; empty for the defaults."""
+    return "; ".join(f"{kind} {tags[f'{kind}_variant']}" for kind in kinds
+                     if tags.get(f"{kind}_variant"))
 
 
 def recipe_label(tags: dict[str, str]) -> str:
-    """The training recipes that differ from the paper's (``teacher epochs=2; student
-    lr=0.001``); empty for the paper's."""
-    return "; ".join(f"{who} {tags[f'{who}_variant']}" for who in ("teacher", "student")
-                     if tags.get(f"{who}_variant"))
+    """The training recipes that differ from the paper's; empty for the paper's."""
+    return variants_label(tags, ("teacher", "student"))
 
 
 def setting_label(tags: dict[str, str]) -> str:
@@ -519,11 +517,11 @@ def _markdown_document(table: Table, sections: list[Section] | None = None) -> s
         lines += ["", ("Cells also run with other settings (not in the table, which shows one "
                        "setting per cell: the one with the most seeds; on a tie the defaults, or "
                        "else the latest):")]
-        for dataset, column, recipe, cell in table.others:
+        for dataset, column, cell in table.others:
             shown = table.rows[dataset][column]
             seeds = len(cell.values)
             lines.append(f"- {DATASET_TITLES.get(dataset, dataset)} / {column}: "
-                         f"{recipe or 'defaults'}: {cell.text} ({seeds} "
+                         f"{cell.recipe or 'defaults'}: {cell.text} ({seeds} "
                          f"seed{'s' if seeds != 1 else ''}); in the table: "
                          f"{shown.recipe or 'defaults'}")
     for section in sections:
