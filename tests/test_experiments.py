@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -27,7 +28,7 @@ def digits(**options) -> DatasetSettings:
 
 def test_one_vs_rest_is_balanced_relabelled_and_drawn_with_the_seed():
     full = load_dataset(digits())
-    data = load_dataset(digits(one_vs_rest=3), seed=7)
+    data = load_dataset(digits(one_vs_rest=3, one_vs_rest_balance="train_and_test"), seed=7)
     assert data.class_names == ["3", "not 3"]
     for images, labels, full_labels in ((data.train_x, data.train_y, full.train_y),
                                         (data.test_x, data.test_y, full.test_y)):
@@ -40,8 +41,8 @@ def test_one_vs_rest_is_balanced_relabelled_and_drawn_with_the_seed():
     exact = torch.cdist(kept, others, compute_mode="donot_use_mm_for_euclid_dist")
     assert (exact.min(dim=1).values == 0).all()
     # the negatives depend on the seed and only on it
-    again = load_dataset(digits(one_vs_rest=3), seed=7)
-    other_seed = load_dataset(digits(one_vs_rest=3), seed=8)
+    again = load_dataset(digits(one_vs_rest=3, one_vs_rest_balance="train_and_test"), seed=7)
+    other_seed = load_dataset(digits(one_vs_rest=3, one_vs_rest_balance="train_and_test"), seed=8)
     assert torch.equal(again.train_x, data.train_x)
     assert not torch.equal(other_seed.train_x, data.train_x)
     assert data.fingerprint != other_seed.fingerprint != full.fingerprint
@@ -227,7 +228,7 @@ def test_section8_and_section10_presets_run_and_report(tmp_path, capsys):
                         "--output", str(tmp_path / "r8")]) == 0
     printed = capsys.readouterr().out
     assert "## Section 8" in printed and "10-class set, 3 from 3-vs-4" in printed
-    assert "classes 3, 4" in printed and "3 vs rest (balanced)" in printed
+    assert "classes 3, 4" in printed and "3 vs rest (all images)" in printed
     assert "# Table 5" not in printed
     assert report.main(["--tracking-uri", f"sqlite:///{db}", "--experiment", "s10",
                         "--output", str(tmp_path / "r10"), "--no-log"]) == 0
@@ -236,3 +237,38 @@ def test_section8_and_section10_presets_run_and_report(tmp_path, capsys):
     assert [row["Per class"] for row in rows] == ["1", "10"]
     assert [row["Images"] for row in rows] == ["10", "100"]
     assert (tmp_path / "r10" / "accuracy_vs_images_digits_mlp30_mlp30.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_section10_paper_preset_trains_its_teacher_for_steps_once(tmp_path):
+    """The paper-reproducing Section 10 preset on digits: a sigmoid, Glorot-initialised teacher
+    trained for a number of steps goes through the teacher cache, and the student starts from
+    the teacher's initial weights."""
+    from test_train_e2e import client_for, train
+
+    db = tmp_path / "mlflow.db"
+    common = ["dataset=digits", f"tracking.uri=sqlite:///{db}", "trainer.teacher.steps=300",
+              f"teacher_cache.dir={tmp_path}/teachers", "+section10=k1",
+              "trainer.student.steps=300"]
+    first = train(tmp_path, "+experiment=section10_paper", *common,
+                  f"hydra.sweep.dir={tmp_path}/a")
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = train(tmp_path, "+experiment=section10_paper", *common, "force=true",
+                  f"hydra.sweep.dir={tmp_path}/b")
+    assert again.returncode == 0, again.stderr[-3000:]
+    client = client_for(db)
+    runs = client.search_runs([client.get_experiment_by_name("section10_paper").experiment_id],
+                              order_by=["attributes.start_time ASC"])
+    assert [r.data.tags["teacher_source"] for r in runs] == ["trained", "cache"]
+    assert runs[0].data.tags["teacher_key"] == runs[1].data.tags["teacher_key"]
+    assert runs[0].data.tags["teacher"] == "mlp30-sigmoid"
+    assert runs[0].data.tags["teacher_variant"] == "epochs=None, steps=300"
+    assert "start=teacher_init" in runs[0].data.tags["student_variant"]
+    # the stored per-epoch losses: 300 steps of batch 100 over 1,347 images = 22 passes
+    history = client.get_metric_history(runs[1].info.run_id, "teacher/loss")
+    assert len(history) == math.ceil(300 / math.ceil(1347 / 100)) == 22
+    for run in runs:
+        metrics = run.data.metrics
+        assert metrics["teacher/accuracy"] == runs[0].data.metrics["teacher/accuracy"] > 0.9
+        assert metrics["student/accuracy"] == runs[0].data.metrics["student/accuracy"] > 0.5
+        assert metrics["compressed/trainable_parameters"] == 10

@@ -149,3 +149,31 @@ def test_privacy_rows_keep_teacher_recipes_apart():
     rows = {row[2]: row[9] for row in report.privacy(runs).rows}
     # one row per teacher recipe; a re-run of a seed replaces the earlier one
     assert rows == {"linear": "1.60", "linear (epochs=1)": "2.00"}
+
+
+def one_vs_rest_record(number: int, seed: int, balance: str | None, teacher: float,
+                       full: float, balanced: float) -> report.RunRecord:
+    tags = {"dataset": "mnist", "teacher": "linear", "student": "linear", "one_vs_rest": "3",
+            "extractor": "class_vis", "per_class": "1", "seed": str(seed)}
+    if balance is not None:
+        tags["one_vs_rest_balance"] = balance
+    metrics = {"teacher/accuracy": teacher, "student/accuracy": teacher,
+               "teacher/full_test_accuracy": full, "teacher/balanced_test_accuracy": balanced}
+    return report.RunRecord(f"run{number}", number, tags, metrics)
+
+
+def test_section8_keeps_one_vs_rest_balances_apart_and_shows_both_test_sets():
+    runs = [one_vs_rest_record(1, 0, "none", 0.978, 0.978, 0.93),
+            one_vs_rest_record(2, 1, "none", 0.976, 0.976, 0.92),
+            one_vs_rest_record(3, 0, "train", 0.90, 0.90, 0.94),
+            one_vs_rest_record(4, 0, None, 0.94, 0.91, 0.94)]   # before the tag: balanced both
+    section = report.section8(runs)
+    rows = {row[1]: dict(zip(section.header, row)) for row in section.rows}
+    assert set(rows) == {"3 vs rest (all images)", "3 vs rest (balanced train set)",
+                         "3 vs rest (balanced)"}
+    every = rows["3 vs rest (all images)"]
+    assert every["Teacher acc."] == "97.70 ± 0.14"
+    assert every["One-vs-rest teacher (full test)"] == "97.70 ± 0.14"
+    assert every["One-vs-rest teacher (balanced test)"] == "92.50 ± 0.71"
+    assert rows["3 vs rest (balanced)"]["One-vs-rest teacher (full test)"] == "91.00"
+    assert every["FP (swapped)"] == "-"

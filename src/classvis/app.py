@@ -103,6 +103,8 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
         tags["classes"] = json.dumps(list(settings.dataset.classes))
     if settings.dataset.one_vs_rest is not None:
         tags["one_vs_rest"] = settings.dataset.one_vs_rest
+    if settings.one_vs_rest_balance is not None:
+        tags["one_vs_rest_balance"] = settings.one_vs_rest_balance
     if settings.swap.enabled:
         tags["swap"] = settings.swap.label
         tags["swap.class"] = settings.swap.replace

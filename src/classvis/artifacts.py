@@ -97,6 +97,7 @@ def run_metrics(result: RunResult) -> dict[str, float]:
     names = [metric_key(name) for name in result.data.class_names]
     for model, evaluation in result.evaluations.items():
         metrics[f"{model}/accuracy"] = evaluation.accuracy
+    metrics.update(result.view_accuracies)
     for model in _per_class_models(result):
         evaluation = result.evaluations[model]
         for measure in ("precision", "recall", "f1"):

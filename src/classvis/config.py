@@ -23,6 +23,9 @@ from classvis.teacher_cache import TeacherCacheSettings
 from classvis.track import TrackingSettings, absolute_uri
 
 
+BALANCE_LABELS = {"none": "", "train": ", balanced train set", "train_and_test": ", balanced"}
+
+
 @dataclass(frozen=True)
 class RunSettings:
     dataset: DatasetSettings
@@ -73,8 +76,18 @@ class RunSettings:
         if self.dataset.classes is not None:
             return f"{self.dataset.name}[{','.join(self.dataset.classes)}]"
         if self.dataset.one_vs_rest is not None:
-            return f"{self.dataset.name}[{self.dataset.one_vs_rest} vs rest]"
+            balance = BALANCE_LABELS[self.dataset.one_vs_rest_balance]
+            return f"{self.dataset.name}[{self.dataset.one_vs_rest} vs rest{balance}]"
         return self.dataset.name
+
+    @property
+    def one_vs_rest_balance(self) -> str | None:
+        """How the run's one-vs-rest sets (its own or its swap donor's) are balanced; None when
+        it has none."""
+        if self.source is None and (self.dataset.one_vs_rest is not None
+                                    or self.swap.donor_one_vs_rest is not None):
+            return self.dataset.one_vs_rest_balance
+        return None
 
     @property
     def extractor_label(self) -> str:
@@ -208,11 +221,19 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
         except ValueError as error:
             raise ConfigError("dataset.path", "a classvis synthetic set file", str(error)) from None
         settings = replace(settings, source=source)
+        require(settings.trainer.student.start == "own_init", "trainer.student.start",
+                "own_init with dataset=synthetic (a file carries no teacher to start from)",
+                settings.trainer.student.start)
         for stage in ("swap", "compress"):
             require(not getattr(settings, stage).enabled, stage,
                     f"none with dataset=synthetic (the {stage} stage needs the teacher's data)",
                     stage)
         return settings
+    if settings.trainer.student.start == "teacher_init":
+        require(settings.student == settings.teacher, "trainer.student.start",
+                "own_init unless the student's architecture is the teacher's (teacher_init starts "
+                f"the student from the teacher's initial weights; student {settings.student.label}"
+                f", teacher {settings.teacher.label})", "teacher_init")
     if EXTRACTORS[extractor_name].needs_linear_teacher and settings.teacher.name != "linear":
         raise ConfigError("extractor.name", f"{extractor_name} needs a teacher without hidden "
                           f"layers (architecture@teacher=linear)", settings.teacher.label)

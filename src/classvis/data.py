@@ -14,7 +14,7 @@ import os
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +36,8 @@ class DatasetSettings:
     class_names: tuple[str, ...] | None = None
     classes: tuple[str | int, ...] | None = None  # ints allowed: dataset.classes=[3,4]
     one_vs_rest: str | int | None = None
+    # one_vs_rest: which sets keep only as many negatives as positives (drawn with the run's seed)
+    one_vs_rest_balance: Literal["none", "train", "train_and_test"] = "none"
     cache: bool = True
     cache_dir: str | None = None
     # loader synthetic: a file written by ``classvis export`` (or a run's synthetic_set artifact),
@@ -100,6 +102,8 @@ class ImageData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     fingerprint: str = ""  # identifies the source data (keys caches of models trained on it)
+    # further views of the test set to evaluate on, by name (one-vs-rest: "full" and "balanced")
+    test_views: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -319,21 +323,31 @@ def _keep_classes(images: torch.Tensor, labels: torch.Tensor, keep: list[int]):
     return images[mask], new_labels[mask]
 
 
-def _one_vs_rest(images: torch.Tensor, labels: torch.Tensor, positive: int,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class ``positive`` (label 0) against all others (label 1), balanced by keeping a random
-    subset of the others as large as the positive class (all of them if there are fewer)."""
+def _balanced_subset(labels: torch.Tensor, positive: int,
+                     generator: torch.Generator) -> torch.Tensor:
+    """Indices of every image of class ``positive`` and of a random subset of the others as large
+    as the positive class (all of them if there are fewer), in their original order."""
     positives = torch.nonzero(labels == positive).flatten()
     negatives = torch.nonzero(labels != positive).flatten()
     chosen = negatives[torch.randperm(len(negatives), generator=generator)[:len(positives)]]
-    keep = torch.cat([positives, chosen.sort().values])
+    return torch.cat([positives, chosen.sort().values])
+
+
+def _one_vs_rest(images: torch.Tensor, labels: torch.Tensor, positive: int,
+                 keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class ``positive`` (label 0) against all others (label 1), the images ``keep`` (None:
+    every image, positives first, as in a balanced subset)."""
+    if keep is None:
+        keep = torch.cat([torch.nonzero(labels == positive).flatten(),
+                          torch.nonzero(labels != positive).flatten()])
     return images[keep], (labels[keep] != positive).long()
 
 
 def load_dataset(settings: DatasetSettings, seed: int = 0) -> ImageData:
     """Load a dataset into memory as float32 tensors in [0, 1].
 
-    ``seed`` draws the negatives kept by ``one_vs_rest`` (training and test sets alike)."""
+    ``seed`` draws the negatives that ``one_vs_rest`` keeps in a balanced set; a one-vs-rest
+    dataset is evaluated on its full and its balanced test set alike (``test_views``)."""
     if settings.loader == "synthetic":
         raise ValueError("a synthetic set is not loaded as a dataset: pipeline.run trains the "
                          "student from the file directly")
@@ -352,21 +366,34 @@ def load_dataset(settings: DatasetSettings, seed: int = 0) -> ImageData:
         train_x, train_y = _keep_classes(train_x, train_y, keep)
         test_x, test_y = _keep_classes(test_x, test_y, keep)
         class_names = list(settings.classes)
+    test_views: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     if settings.one_vs_rest is not None:
         check_class_names([settings.one_vs_rest], class_names, "dataset.one_vs_rest")
         positive = class_names.index(settings.one_vs_rest)
         generator = torch.Generator().manual_seed(seed)
-        train_x, train_y = _one_vs_rest(train_x, train_y, positive, generator)
-        test_x, test_y = _one_vs_rest(test_x, test_y, positive, generator)
+        # both balanced subsets are drawn whatever the setting, so each is the same in every run
+        balanced_train = _balanced_subset(train_y, positive, generator)
+        balanced_test = _balanced_subset(test_y, positive, generator)
+        full_x, full_y = _one_vs_rest(test_x, test_y, positive, None)
+        small_x, small_y = _one_vs_rest(test_x, test_y, positive, balanced_test)
+        balance = settings.one_vs_rest_balance
+        train_x, train_y = _one_vs_rest(train_x, train_y, positive,
+                                        None if balance == "none" else balanced_train)
+        full_x, small_x = full_x.float().div_(255.0), small_x.float().div_(255.0)
+        test_views = {"full": (full_x, full_y), "balanced": (small_x, small_y)}
+        test_x, test_y = test_views["balanced" if balance == "train_and_test" else "full"]
         class_names = [settings.one_vs_rest, f"not {settings.one_vs_rest}"]
-        fingerprint = hashlib.sha256(
-            f"{fingerprint}|one_vs_rest|{settings.one_vs_rest}|{seed}".encode()).hexdigest()[:16]
+        material = f"{fingerprint}|one_vs_rest|{settings.one_vs_rest}|{seed}"
+        if balance != "train_and_test":  # the balanced train-and-test keys stay as they were
+            material += f"|balance={balance}"
+        fingerprint = hashlib.sha256(material.encode()).hexdigest()[:16]
     return ImageData(
         name=settings.name,
         class_names=list(class_names),
         train_x=train_x.float().div_(255.0),
         train_y=train_y,
-        test_x=test_x.float().div_(255.0),
+        test_x=test_x if test_x.is_floating_point() else test_x.float().div_(255.0),
         test_y=test_y,
         fingerprint=fingerprint,
+        test_views=test_views,
     )

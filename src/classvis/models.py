@@ -21,12 +21,14 @@ class ArchitectureSettings:
     ``init: zeros`` zero-initialises every layer where that still lets the model learn: the whole
     linear model, and an MLP's output layer (its hidden layers keep PyTorch's random init, which
     breaks their symmetry). An untrained model then scores every class 0 and is at chance level.
+    ``glorot``: every weight Glorot-uniform (Glorot & Bengio 2010), every bias zero, the classic
+    TensorFlow default. ``default``: PyTorch's own initialisation.
     """
 
     name: Literal["linear", "mlp"]
     hidden: tuple[int, ...] = ()
     activation: Literal["relu", "tanh", "sigmoid", "gelu"] = "relu"
-    init: Literal["zeros", "default"] = "zeros"
+    init: Literal["zeros", "default", "glorot"] = "zeros"
 
     def check(self, key: str) -> None:
         if self.name == "linear":
@@ -76,6 +78,11 @@ def build_model(settings: ArchitectureSettings, input_shape: tuple[int, ...], nu
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Classifier(input_shape, num_classes, settings.hidden, settings.activation)
+        if settings.init == "glorot":
+            for layer in model:
+                if isinstance(layer, nn.Linear):
+                    nn.init.xavier_uniform_(layer.weight)
+                    nn.init.zeros_(layer.bias)
     if settings.init == "zeros":
         zero_layers = model if settings.name == "linear" else [model.output_layer]
         for layer in zero_layers:

@@ -70,6 +70,8 @@ class RunResult:
     privacy: PrivacyResult | None = None   # distances to the nearest training images
     file_info: dict[str, float] | None = None  # student trained from a file: agreement, ...
     test_unavailable: str | None = None    # why there is no real test set to evaluate on
+    # accuracy on further views of the test set: "student/balanced_test_accuracy", ...
+    view_accuracies: dict[str, float] = field(default_factory=dict)
 
 
 @contextmanager
@@ -87,7 +89,8 @@ def _teacher(settings: RunSettings, data: ImageData,
     recipe = settings.trainer.teacher
 
     def train(model):
-        with progress.bar(f"{what} ({data.name})", recipe.epochs, unit="epoch") as bar:
+        with progress.bar(f"{what} ({data.name})", recipe.total_epochs(len(data.train_x)),
+                          unit="epoch") as bar:
             def epoch_done(epoch: int, loss: float) -> None:
                 bar(epoch, loss)
                 if on_epoch is not None:
@@ -114,8 +117,12 @@ def _extract(settings: RunSettings, teacher: Classifier, data: ImageData, progre
 def _student(settings: RunSettings, data_shape: tuple[int, ...], num_classes: int, images,
              targets, progress: Progress = QUIET, what: str = "student"
              ) -> tuple[Classifier, Classifier, list[float]]:
-    student = build_model(settings.student, data_shape, num_classes,
-                          stage_seed(settings.seed, "student/init"))
+    if settings.trainer.student.start == "teacher_init":  # the teacher's exact starting weights
+        student = build_model(settings.teacher, data_shape, num_classes,
+                              stage_seed(settings.seed, "teacher/init"))
+    else:
+        student = build_model(settings.student, data_shape, num_classes,
+                              stage_seed(settings.seed, "student/init"))
     untrained = copy.deepcopy(student)
     with progress.bar(what, settings.trainer.student.steps) as bar:
         losses = distill(student, images, targets, settings.trainer.student,
@@ -140,6 +147,13 @@ def _swap(settings: RunSettings, data: ImageData, teacher: Classifier,
                               base_targets, progress, "baseline student")
     return SwapOutcome(settings.swap, donor_data, donor.model, donor.source, donor.key,
                        donor_images, base, swapped, base_class, baseline)
+
+
+def _view_accuracies(models: dict[str, torch.nn.Module], data: ImageData) -> dict[str, float]:
+    """Each model's accuracy on each further view of the test set (one-vs-rest: the full and the
+    balanced test set), as ``<model>/<view>_test_accuracy``."""
+    return {f"{name}/{view}_test_accuracy": evaluate(model, x, y, data.num_classes).accuracy
+            for view, (x, y) in data.test_views.items() for name, model in models.items()}
 
 
 def _provenance(settings: RunSettings, teacher_accuracy: float, teacher_parameters: int,
@@ -264,10 +278,13 @@ def run(settings: RunSettings,
             models["compressed"] = compressed.model
         evaluations = {name: evaluate(model, data.test_x, data.test_y, data.num_classes)
                        for name, model in models.items()}
+        view_accuracies = _view_accuracies(models, data)
         if swap is not None:
             evaluations["donor_teacher"] = evaluate(swap.donor_teacher, swap.donor_data.test_x,
                                                     swap.donor_data.test_y,
                                                     swap.donor_data.num_classes)
+            view_accuracies.update(_view_accuracies({"donor_teacher": swap.donor_teacher},
+                                                    swap.donor_data))
     privacy = None
     if settings.privacy.enabled:
         with _timed(seconds, "privacy"):
@@ -286,5 +303,5 @@ def run(settings: RunSettings,
         evaluations=evaluations, teacher_losses=teacher_losses, student_losses=student_losses,
         teacher_source=obtained.source, teacher_key=obtained.key,
         extraction_info=extracted.info, parameters=parameters, seconds=seconds,
-        swap=swap, compressed=compressed, privacy=privacy,
+        swap=swap, compressed=compressed, privacy=privacy, view_accuracies=view_accuracies,
     )

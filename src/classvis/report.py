@@ -289,32 +289,41 @@ def section8(runs: list[RunRecord]) -> Section | None:
     from classvis.track import metric_key
 
     rows = []
-    groups = _group(chosen, lambda r: (r.tags.get("dataset", ""), r.tags.get("classes", ""),
-                                       r.tags.get("one_vs_rest", ""), r.tags.get("swap", ""),
-                                       r.tags.get("teacher", ""), r.tags.get("student", "")))
-    for (dataset, _, _, swap, teacher, student), group in sorted(groups.items()):
-        row = [DATASET_TITLES.get(dataset, dataset), _task(group[-1].tags), teacher, student,
+    groups = _group(chosen, lambda r: (r.tags.get("dataset", ""), _task(r.tags),
+                                       teacher_label(r.tags), r.tags.get("student", "")))
+    for (dataset, task, teacher, student), group in sorted(groups.items()):
+        tags = group[-1].tags
+        row = [DATASET_TITLES.get(dataset, dataset), task, teacher, student,
                _percent(_mean_metric(group, "teacher/accuracy")),
                _percent(_mean_metric(group, "student/accuracy"))]
-        if swap:
-            name = metric_key(group[-1].tags.get("swap.class", ""))
-            row += [_percent(_mean_metric(group, "baseline_student/accuracy")),
+        one_vs_rest_model = "donor_teacher" if tags.get("swap") else "teacher"
+        row += [_percent(_mean_metric(group, f"{one_vs_rest_model}/{view}_test_accuracy"))
+                for view in ("full", "balanced")]
+        if tags.get("swap"):
+            name = metric_key(tags.get("swap.class", ""))
+            row += [_percent(_mean_metric(group, "donor_teacher/accuracy")),
+                    _percent(_mean_metric(group, "baseline_student/accuracy")),
                     _count(group, f"student/false_positives/{name}"),
                     _count(group, f"baseline_student/false_positives/{name}"),
                     _count(group, f"student/false_negatives/{name}"),
                     _count(group, f"baseline_student/false_negatives/{name}")]
         else:
-            row += ["-"] * 5
+            row += ["-"] * 6
         rows.append(row)
     header = ["Dataset", "Task", "Teacher", "Student", "Teacher acc.", "Student acc.",
-              "Unswapped student acc.", "FP (swapped)", "FP (unswapped)", "FN (swapped)",
-              "FN (unswapped)"]
+              "One-vs-rest teacher (full test)", "One-vs-rest teacher (balanced test)",
+              "Donor teacher acc.", "Unswapped student acc.", "FP (swapped)", "FP (unswapped)",
+              "FN (swapped)", "FN (unswapped)"]
     notes = ["FP / FN: false positives / negatives of the swapped class on the test set, for the "
              "student trained on the swapped set and for the same student on the unswapped set.",
              "Subset and one-vs-rest rows: the donor teachers themselves, retrained from their own "
-             "visualizations (accuracy on their own test sets)."]
-    return Section("section8", "Section 8: other classes shape a visualization (test accuracy %)", header,
-                   rows, notes)
+             "visualizations (accuracy on their own test sets).",
+             "One-vs-rest teacher: the one-vs-rest teacher (of the row, or the swap's donor) on "
+             "the whole test set relabelled, and on its balanced subset (as many negatives as "
+             "positives, drawn with the seed). Balanced: which sets kept only as many negatives "
+             "as positives (dataset.one_vs_rest_balance)."]
+    return Section("section8", "Section 8: other classes shape a visualization (test accuracy %)",
+                   header, rows, notes)
 
 
 def _count(runs: list[RunRecord], key: str, digits: int = 0) -> str:
@@ -396,13 +405,25 @@ def setting_label(tags: dict[str, str]) -> str:
     return extractor_label(tags) + (f"; {recipe}" if recipe else "")
 
 
+BALANCE_TASK = {"none": "all images", "train": "balanced train set",
+                "train_and_test": "balanced"}
+
+
+def _balance(tags: dict[str, str]) -> str:
+    # runs made before the tag existed balanced both sets
+    return BALANCE_TASK.get(tags.get("one_vs_rest_balance", "train_and_test"), "?")
+
+
 def _task(tags: dict[str, str]) -> str:
     if tags.get("swap"):
-        return f"10-class set, {tags['swap']}"
+        details = [_balance(tags)] if tags["swap"].endswith("-vs-rest") else []
+        if tags.get("swap.targets") == "teacher":
+            details.append("base teacher's targets")
+        return f"10-class set, {tags['swap']}" + (f" ({', '.join(details)})" if details else "")
     if tags.get("classes"):
         return "classes " + ", ".join(json.loads(tags["classes"]))
     if tags.get("one_vs_rest"):
-        return f"{tags['one_vs_rest']} vs rest (balanced)"
+        return f"{tags['one_vs_rest']} vs rest ({_balance(tags)})"
     return "all classes"
 
 
