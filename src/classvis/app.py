@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from classvis import artifacts, pipeline
 from classvis.config import RunSettings, config_digest, run_settings
+from classvis.device import device_name
 from classvis.fit import DivergenceError
 from classvis.progress import Progress, quiet_mlflow_when
 from classvis.settings import ConfigError, parse
@@ -92,6 +93,8 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
         "hydra.overrides": job.overrides,
         "hydra.job_num": "" if job.number is None else str(job.number),
         "mlflow.source.name": "train.py",
+        "device": settings.device,
+        "device_name": device_name(settings.device),
     }
     if settings.extractor_variant:
         tags["extractor_variant"] = settings.extractor_variant
@@ -189,6 +192,7 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[floa
     started = time.perf_counter()
     experiment_id = connect(settings.tracking)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved["device"] = settings.device   # where "auto" led on this machine
     if settings.from_file:  # the file's content, not its name, determines the run
         resolved["dataset"]["sha256"] = file_digest(settings.dataset.path)
     digest = config_digest(resolved)

@@ -47,7 +47,7 @@ class FrozenRowsClassifier(nn.Module):
                              f"{per_class.tolist()}")
         order = torch.argsort(labels, stable=True)
         self.register_buffer("rows", rows.detach().flatten(1)[order].clone())
-        self.bias = nn.Parameter(torch.zeros(len(rows)))
+        self.bias = nn.Parameter(torch.zeros(len(rows), device=rows.device))
         self.num_classes = num_classes
         self.per_class = int(per_class[0])
 

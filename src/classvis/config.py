@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from classvis.compress import CompressSettings
 from classvis.data import DatasetSettings
+from classvis.device import resolve_device
 from classvis.extract import EXTRACTORS
 from classvis.fit import TrainerSettings
 from classvis.models import ArchitectureSettings
@@ -42,6 +43,7 @@ class RunSettings:
     privacy: PrivacySettings = PrivacySettings()
     force: bool = False
     progress: Mode = "auto"
+    device: str = "cpu"   # resolved: cpu, cuda:N or mps
     # dataset=synthetic: the file's header (what it was extracted from), read at validation
     source: dict[str, str] | None = None
 
@@ -147,6 +149,7 @@ def _parse_extractor(node: Any) -> tuple[str, Any]:
 
 # what does not change a run's result: where things are stored and whether to rerun
 _NOT_RESULTS = ("tracking", "teacher_cache", "force", "data_root", "progress")
+# (``device`` is part of a result: the app records the device it resolved to, not "auto")
 _DATASET_LOCATION = ("root", "cache", "cache_dir", "path")  # test_root: whether a test set is found
 
 
@@ -209,6 +212,7 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
         privacy=parse(PrivacySettings, plain.get("privacy") or {}, "privacy"),
         force=plain.get("force", False),
         progress=check_mode(plain.get("progress", "auto")),
+        device=resolve_device(plain.get("device", "auto")),
     )
     require(isinstance(settings.force, bool), "force", "true or false", settings.force)
     if settings.dataset.loader == "synthetic":

@@ -14,7 +14,7 @@ import os
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -112,6 +112,16 @@ class ImageData:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def to(self, device: str | torch.device) -> ImageData:
+        """The same dataset with every tensor on ``device`` (itself when they already are)."""
+        device = torch.device(device)
+        if self.train_x.device == device:
+            return self
+        views = {name: (x.to(device), y.to(device)) for name, (x, y) in self.test_views.items()}
+        return replace(self, train_x=self.train_x.to(device), train_y=self.train_y.to(device),
+                       test_x=self.test_x.to(device), test_y=self.test_y.to(device),
+                       test_views=views)
 
 
 # torchvision dataset class -> folder (under root) whose files fingerprint the cache

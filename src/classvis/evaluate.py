@@ -31,12 +31,12 @@ def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 10_0
     model.eval()
     with torch.no_grad():
         return torch.cat([model(images[i:i + batch_size]).argmax(1)
-                          for i in range(0, len(images), batch_size)]).numpy()
+                          for i in range(0, len(images), batch_size)]).cpu().numpy()
 
 
 def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
              num_classes: int) -> Evaluation:
-    truth = labels.numpy()
+    truth = labels.cpu().numpy()
     predicted = predict(model, images)
     classes = list(range(num_classes))
     precision, recall, f1, support = precision_recall_fscore_support(

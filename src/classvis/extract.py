@@ -107,7 +107,7 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = max(1, math.ceil(2 * sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype)
+    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
     kernel = torch.exp(-offsets.pow(2) / (2 * sigma * sigma))
     kernel = kernel / kernel.sum()
     channels = images.shape[1]
@@ -137,7 +137,7 @@ def within_class_spread(images: torch.Tensor, per_class: int) -> torch.Tensor:
     norms = flat.pow(2).sum(-1)
     squared = (norms.unsqueeze(2) + norms.unsqueeze(1)
                - 2 * flat @ flat.transpose(1, 2)).clamp_min(0.0)       # (classes, k, k)
-    eye = torch.eye(per_class, dtype=torch.bool)
+    eye = torch.eye(per_class, dtype=torch.bool, device=images.device)
     logs = torch.log(squared.masked_fill(eye, 1.0) + 1e-12).masked_fill(eye, 0.0)
     return (logs.sum(2) / (per_class - 1)).flatten()
 
@@ -147,13 +147,14 @@ def class_vis(teacher: Classifier, data: ImageData, settings: ClassVisSettings,
               seed: int = 0, on_step: Callable[[int, float], None] | None = None
               ) -> SyntheticImages:
     k = settings.per_class
-    classes = torch.arange(data.num_classes).repeat_interleave(k)
+    device = data.train_x.device
+    classes = torch.arange(data.num_classes, device=device).repeat_interleave(k)
     count = len(classes)
     generator = torch.Generator().manual_seed(seed)
     start = torch.randn(count, *data.image_shape, generator=generator) * settings.start_std
-    images = start.requires_grad_(True)
+    images = start.to(device).requires_grad_(True)
     optimizer = torch.optim.SGD([images], lr=settings.lr)
-    rows = torch.arange(count)
+    rows = torch.arange(count, device=device)
     priors = settings.jitter > 0 or settings.blur > 0
     teacher.eval()
     for parameter in teacher.parameters():
@@ -215,14 +216,14 @@ def class_average(teacher: Classifier, data: ImageData, settings: NoSettings,
                   seed: int = 0, on_step: Callable[[int, float], None] | None = None
                   ) -> SyntheticImages:
     """The mean of all training images of each class (the paper's Algorithm 1)."""
-    classes = torch.arange(data.num_classes)
+    classes = torch.arange(data.num_classes, device=data.train_x.device)
     counts = torch.bincount(data.train_y, minlength=data.num_classes)
     missing = [data.class_names[c] for c in classes.tolist() if counts[c] == 0]
     if missing:
         raise ConfigError("extractor.name", "class_average needs training images of every class",
                           f"none for {missing}")
-    sums = torch.zeros(data.num_classes, *data.image_shape).index_add_(0, data.train_y,
-                                                                       data.train_x)
+    sums = torch.zeros(data.num_classes, *data.image_shape, device=data.train_x.device).index_add_(
+        0, data.train_y, data.train_x)
     images = sums / counts.view(-1, *([1] * len(data.image_shape))).float()
     return SyntheticImages(images, classes)
 
@@ -236,7 +237,8 @@ def output_weights(teacher: Classifier, data: ImageData, settings: NoSettings,
         raise ConfigError("extractor.name", "output_weights needs a teacher without hidden layers "
                           "(architecture@teacher=linear)")
     weights = teacher.output_layer.weight.detach().clone()
-    return SyntheticImages(weights.view(-1, *data.image_shape), torch.arange(data.num_classes))
+    return SyntheticImages(weights.view(-1, *data.image_shape),
+                           torch.arange(data.num_classes, device=weights.device))
 
 
 def extract(teacher: Classifier, data: ImageData, name: str, settings: Any,

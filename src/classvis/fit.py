@@ -168,8 +168,8 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: 
     step = 0
     epoch_losses = []
     for epoch in range(settings.total_epochs(count)):
-        order = torch.randperm(count, generator=generator)
-        total = torch.zeros(())
+        order = torch.randperm(count, generator=generator).to(images.device)
+        total = torch.zeros((), device=images.device)
         seen = 0
         for start in range(0, count, settings.batch_size):
             if step == total_steps:
@@ -219,7 +219,7 @@ def mix(images: torch.Tensor, targets: torch.Tensor, count: int, alpha: float, a
         torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
         coefficients = weights.sample((count,))
     members = torch.rand(count, total, generator=generator).argsort(dim=1)[:, :arity]
-    mixing = torch.zeros(count, total).scatter_(1, members, coefficients)
+    mixing = torch.zeros(count, total).scatter_(1, members, coefficients).to(images.device)
     mixed_images = (mixing @ images.flatten(1)).view(count, *images.shape[1:])
     return mixed_images, mixing @ targets
 
@@ -227,8 +227,9 @@ def mix(images: torch.Tensor, targets: torch.Tensor, count: int, alpha: float, a
 def linear_curvature(images: torch.Tensor, num_outputs: int) -> float:
     """Largest eigenvalue of the Hessian of the mean squared logit error of a linear model (with
     bias) on ``images``: 2 / (n K) * lambda_max([X 1][X 1]^T)."""
-    design = torch.cat([images.flatten(1).double(), torch.ones(len(images), 1,
-                                                                dtype=torch.float64)], dim=1)
+    design = torch.cat([images.flatten(1).double(),
+                        torch.ones(len(images), 1, dtype=torch.float64, device=images.device)],
+                       dim=1)
     gram = design @ design.T
     return float(2.0 * torch.linalg.eigvalsh(gram)[-1] / (len(images) * num_outputs))
 
@@ -239,7 +240,7 @@ def init_first_layer_in_span(model: nn.Module, images: torch.Tensor, seed: int) 
     first = next(layer for layer in model.modules() if isinstance(layer, nn.Linear))
     generator = torch.Generator().manual_seed(seed)
     flat = images.flatten(1)
-    mixing = torch.randn(first.out_features, len(flat), generator=generator)
+    mixing = torch.randn(first.out_features, len(flat), generator=generator).to(flat.device)
     weights = mixing @ flat
     weights *= first.weight.norm(dim=1, keepdim=True) / weights.norm(dim=1, keepdim=True).clamp_min(
         1e-12)

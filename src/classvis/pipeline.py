@@ -101,7 +101,7 @@ def _teacher(settings: RunSettings, data: ImageData,
     return obtain_teacher(
         settings.teacher_cache, data, key, material,
         build=lambda: build_model(settings.teacher, data.image_shape, data.num_classes,
-                                  stage_seed(settings.seed, "teacher/init")),
+                                  stage_seed(settings.seed, "teacher/init")).to(settings.device),
         train=train,
     )
 
@@ -123,6 +123,7 @@ def _student(settings: RunSettings, data_shape: tuple[int, ...], num_classes: in
     else:
         student = build_model(settings.student, data_shape, num_classes,
                               stage_seed(settings.seed, "student/init"))
+    student.to(settings.device)
     untrained = copy.deepcopy(student)
     with progress.bar(what, settings.trainer.student.steps) as bar:
         losses = distill(student, images, targets, settings.trainer.student,
@@ -133,7 +134,7 @@ def _student(settings: RunSettings, data_shape: tuple[int, ...], num_classes: in
 def _swap(settings: RunSettings, data: ImageData, teacher: Classifier,
           base: SyntheticImages, base_targets, progress: Progress = QUIET) -> SwapOutcome:
     donor_data = load_dataset(settings.swap.donor_dataset(settings.dataset),
-                              stage_seed(settings.seed, "data/balance"))
+                              stage_seed(settings.seed, "data/balance")).to(settings.device)
     donor = _teacher(settings, donor_data, progress=progress, what="donor teacher")
     donor_images = _extract(settings, donor.model, donor_data, progress, "extract from donor")
     base_class = data.class_names.index(settings.swap.replace)
@@ -212,10 +213,11 @@ def _run_from_file(settings: RunSettings, progress: Progress) -> RunResult:
         why_not = (f"the source dataset found here has classes {real.class_names} and images "
                    f"{real.image_shape}, the file {names} and {synthetic.image_shape}")
         real = None
+    images = synthetic.images.to(settings.device)
     with _timed(seconds, "student"):
         student, untrained, student_losses = _student(
-            settings, synthetic.image_shape, len(names), synthetic.images,
-            synthetic.soft_targets, progress)
+            settings, synthetic.image_shape, len(names), images,
+            synthetic.soft_targets.to(settings.device), progress)
     empty = torch.empty(0, *synthetic.image_shape)
     data = ImageData(name=settings.dataset_label, class_names=list(names), train_x=empty,
                      train_y=torch.empty(0, dtype=torch.int64),
@@ -224,10 +226,11 @@ def _run_from_file(settings: RunSettings, progress: Progress) -> RunResult:
     evaluations = {}
     with _timed(seconds, "evaluate"):
         if real is not None:
-            evaluations = {name: evaluate(model, data.test_x, data.test_y, data.num_classes)
+            test = data.to(settings.device)
+            evaluations = {name: evaluate(model, test.test_x, test.test_y, data.num_classes)
                            for name, model in (("student", student), ("untrained", untrained))}
         with torch.no_grad():
-            agreement = (student(synthetic.images).argmax(1)
+            agreement = (student(images).argmax(1).cpu()
                          == synthetic.soft_targets.argmax(1)).float().mean().item()
     info = {"synthetic_agreement": agreement}
     if "teacher_accuracy" in synthetic.metadata:
@@ -249,7 +252,8 @@ def run(settings: RunSettings,
         return _run_from_file(settings, progress)
     seconds: dict[str, float] = {}
     with _timed(seconds, "load"):
-        data = load_dataset(settings.dataset, stage_seed(settings.seed, "data/balance"))
+        data_on_cpu = load_dataset(settings.dataset, stage_seed(settings.seed, "data/balance"))
+        data = data_on_cpu.to(settings.device)   # moved once; every stage computes there
     with _timed(seconds, "teacher"):
         obtained = _teacher(settings, data, on_teacher_epoch, progress)
         teacher, teacher_losses = obtained.model, obtained.epoch_losses
@@ -293,13 +297,13 @@ def run(settings: RunSettings,
     if compressed is not None:
         parameters["compressed"] = compressed.trainable_parameters
     synthetic = SyntheticSet(
-        images=images, soft_targets=targets, labels=labels,
+        images=images.cpu(), soft_targets=targets.cpu(), labels=labels.cpu(),
         class_names=data.class_names,
         metadata=_provenance(settings, evaluations["teacher"].accuracy, parameters["teacher"],
                              obtained.key),
     )
     return RunResult(
-        data=data, teacher=teacher, student=student, synthetic=synthetic,
+        data=data_on_cpu, teacher=teacher, student=student, synthetic=synthetic,
         evaluations=evaluations, teacher_losses=teacher_losses, student_losses=student_losses,
         teacher_source=obtained.source, teacher_key=obtained.key,
         extraction_info=extracted.info, parameters=parameters, seconds=seconds,

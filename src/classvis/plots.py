@@ -52,7 +52,7 @@ def _display(image: torch.Tensor) -> np.ndarray:
     """Min-max scale one image to [0, 1] for display (visualizations are not in pixel range)."""
     low, high = image.min(), image.max()
     scaled = (image - low) / (high - low) if high > low else torch.zeros_like(image)
-    array = scaled.permute(1, 2, 0).numpy()
+    array = scaled.permute(1, 2, 0).detach().cpu().numpy()
     return array[..., 0] if array.shape[2] == 1 else array
 
 

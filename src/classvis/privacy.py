@@ -90,8 +90,8 @@ def nearest(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 8192) -
         raise ValueError(f"query images have {q.shape[1]} values, reference images {r.shape[1]}")
     if len(r) == 0:
         raise ValueError("no reference images to compare with")
-    best = torch.full((len(q), 2), float("inf"))
-    best_index = torch.zeros(len(q), 2, dtype=torch.int64)
+    best = torch.full((len(q), 2), float("inf"), device=q.device)
+    best_index = torch.zeros(len(q), 2, dtype=torch.int64, device=q.device)
     q_norms = q.pow(2).sum(1, keepdim=True)
     for start in range(0, len(r), chunk):
         block = r[start:start + chunk]
@@ -103,8 +103,9 @@ def nearest(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 8192) -
         best, best_index = merged.gather(1, order), merged_index.gather(1, order)
     distances = (q - r[best_index[:, 0]]).norm(dim=1)
     second = (q - r[best_index[:, 1]]).norm(dim=1) if len(r) > 1 else torch.full(
-        (len(q),), float("inf"))
-    return Nearest(distances, best_index[:, 0], second)
+        (len(q),), float("inf"), device=q.device)
+    # on the CPU, where the figures and tables that use them are made
+    return Nearest(distances.cpu(), best_index[:, 0].cpu(), second.cpu())
 
 
 def measure(synthetic_images: torch.Tensor, train_x: torch.Tensor, test_x: torch.Tensor,

@@ -38,8 +38,8 @@ class SyntheticSet:
         header = dict(self.metadata)
         header.update(format=FORMAT, class_names=json.dumps(self.class_names),
                       image_shape=json.dumps(list(self.image_shape)))
-        save_file({"images": self.images.contiguous(), "soft_targets": self.soft_targets.contiguous(),
-                   "labels": self.labels.contiguous()}, str(path), metadata=header)
+        save_file({name: getattr(self, name).detach().cpu().contiguous() for name in TENSORS},
+                  str(path), metadata=header)
 
     @classmethod
     def load(cls, path: str | Path) -> SyntheticSet:

@@ -101,7 +101,9 @@ def _load(path: Path, model: Classifier, key: str) -> list[float] | None:
 
 def _save(path: Path, model: Classifier, key: str, material: dict, losses: list[float]) -> None:
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    # stored from the CPU, so a teacher trained on any device loads on any other
+    state = {name: tensor.detach().cpu().contiguous()
+             for name, tensor in model.state_dict().items()}
     save_file(state, str(partial), metadata={
         "format": FORMAT, "key": key, "material": json.dumps(material, sort_keys=True),
         "epoch_losses": json.dumps(losses)})
