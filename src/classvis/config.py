@@ -15,7 +15,7 @@ from classvis.data import DatasetSettings
 from classvis.device import resolve_device
 from classvis.extract import EXTRACTORS
 from classvis.fit import TrainerSettings
-from classvis.models import ArchitectureSettings
+from classvis.models import AnyArchitecture, is_dense, parse_architecture
 from classvis.privacy import PrivacySettings
 from classvis.progress import Mode, check_mode
 from classvis.settings import ConfigError, parse, require
@@ -30,8 +30,8 @@ BALANCE_LABELS = {"none": "", "train": ", balanced train set", "train_and_test":
 @dataclass(frozen=True)
 class RunSettings:
     dataset: DatasetSettings
-    teacher: ArchitectureSettings
-    student: ArchitectureSettings
+    teacher: AnyArchitecture
+    student: AnyArchitecture
     extractor_name: str
     extractor: Any
     trainer: TrainerSettings
@@ -167,6 +167,26 @@ def _absolute(path: str | None, base: Path) -> str | None:
     return None if path is None else str((base / Path(path).expanduser()).resolve())
 
 
+def _check_architectures(settings: RunSettings) -> None:
+    """The models against the dataset's image size, and the stages that need the paper's dense
+    models against the models chosen."""
+    from classvis.data import known_image_shape
+
+    shape = known_image_shape(settings.dataset)
+    if shape is not None:
+        settings.teacher.check_input(shape, "teacher")
+        settings.student.check_input(shape, "student")
+    if settings.compress.enabled:
+        require(is_dense(settings.teacher), "compress",
+                "none with a convolutional teacher (compress=biases makes the images the weight "
+                "rows of a model without hidden layers, the paper's shallow setting)",
+                settings.teacher.label)
+    if settings.trainer.student.hidden_init == "span":
+        require(is_dense(settings.student), "trainer.student.hidden_init",
+                "model with a convolutional student (span initialises a dense first layer)",
+                "span")
+
+
 def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
     """Validate everything a run needs; raise ``ConfigError`` naming the first bad key.
 
@@ -199,8 +219,8 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
             "an integer", plain["seed"])
     settings = RunSettings(
         dataset=parse(DatasetSettings, plain["dataset"], "dataset"),
-        teacher=parse(ArchitectureSettings, plain["teacher"], "teacher"),
-        student=parse(ArchitectureSettings, plain["student"], "student"),
+        teacher=parse_architecture(plain["teacher"], "teacher"),
+        student=parse_architecture(plain["student"], "student"),
         extractor_name=extractor_name,
         extractor=extractor,
         trainer=parse(TrainerSettings, plain["trainer"], "trainer"),
@@ -241,6 +261,7 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
     if EXTRACTORS[extractor_name].needs_linear_teacher and settings.teacher.name != "linear":
         raise ConfigError("extractor.name", f"{extractor_name} needs a teacher without hidden "
                           f"layers (architecture@teacher=linear)", settings.teacher.label)
+    _check_architectures(settings)
     if settings.swap.enabled:
         settings.swap.donor_dataset(settings.dataset)  # the base dataset must keep every class
         if settings.dataset.class_names is not None:

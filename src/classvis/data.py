@@ -133,7 +133,33 @@ TORCHVISION_CLASSES = {
     "CIFAR100": "cifar-100-python",
 }
 
+# torchvision dataset class -> its images' shape (channels, height, width)
+TORCHVISION_SHAPES = {"MNIST": (1, 28, 28), "FashionMNIST": (1, 28, 28), "KMNIST": (1, 28, 28),
+                      "CIFAR10": (3, 32, 32), "CIFAR100": (3, 32, 32)}
+
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]
+
+
+def known_image_shape(settings: DatasetSettings) -> tuple[int, int, int] | None:
+    """The dataset's image shape without loading it (one image file is opened for a folder), so
+    that architectures can be checked against it at the door; None when it cannot be told."""
+    if settings.loader == "digits":
+        return (1, 8, 8)
+    if settings.loader == "torchvision":
+        return TORCHVISION_SHAPES.get(settings.torchvision_class or "")
+    if settings.loader == "image_folder" and settings.root is not None:
+        from PIL import Image
+
+        train = Path(settings.root) / "train"
+        for folder in sorted(path for path in train.iterdir() if path.is_dir()):
+            for path in sorted(folder.iterdir()):
+                try:
+                    with Image.open(path) as image:
+                        channels = 1 if image.mode in ("L", "I", "I;16", "1") else 3
+                        return (channels, image.height, image.width)
+                except OSError:
+                    continue
+    return None
 
 
 def _as_nchw_uint8(data) -> torch.Tensor:

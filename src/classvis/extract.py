@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from classvis.data import ImageData
 from classvis.fit import DivergenceError
@@ -143,7 +144,7 @@ def within_class_spread(images: torch.Tensor, per_class: int) -> torch.Tensor:
 
 
 @register("class_vis", ClassVisSettings)
-def class_vis(teacher: Classifier, data: ImageData, settings: ClassVisSettings,
+def class_vis(teacher: nn.Module, data: ImageData, settings: ClassVisSettings,
               seed: int = 0, on_step: Callable[[int, float], None] | None = None
               ) -> SyntheticImages:
     k = settings.per_class
@@ -212,7 +213,7 @@ class NoSettings:
 
 
 @register("class_average", NoSettings)
-def class_average(teacher: Classifier, data: ImageData, settings: NoSettings,
+def class_average(teacher: nn.Module, data: ImageData, settings: NoSettings,
                   seed: int = 0, on_step: Callable[[int, float], None] | None = None
                   ) -> SyntheticImages:
     """The mean of all training images of each class (the paper's Algorithm 1)."""
@@ -229,11 +230,11 @@ def class_average(teacher: Classifier, data: ImageData, settings: NoSettings,
 
 
 @register("output_weights", NoSettings, needs_linear_teacher=True)
-def output_weights(teacher: Classifier, data: ImageData, settings: NoSettings,
+def output_weights(teacher: nn.Module, data: ImageData, settings: NoSettings,
                    seed: int = 0, on_step: Callable[[int, float], None] | None = None
                    ) -> SyntheticImages:
     """Each row of the teacher's output layer reshaped as an image (no-hidden-layer teachers)."""
-    if teacher.has_hidden_layers:
+    if not isinstance(teacher, Classifier) or teacher.has_hidden_layers:
         raise ConfigError("extractor.name", "output_weights needs a teacher without hidden layers "
                           "(architecture@teacher=linear)")
     weights = teacher.output_layer.weight.detach().clone()
@@ -241,14 +242,14 @@ def output_weights(teacher: Classifier, data: ImageData, settings: NoSettings,
                            torch.arange(data.num_classes, device=weights.device))
 
 
-def extract(teacher: Classifier, data: ImageData, name: str, settings: Any,
+def extract(teacher: nn.Module, data: ImageData, name: str, settings: Any,
             seed: int = 0, on_step: Callable[[int, float], None] | None = None
             ) -> SyntheticImages:
     """Run extractor ``name``; ``on_step(step, loss)`` follows an iterative one's progress."""
     return EXTRACTORS[name].function(teacher, data, settings, seed, on_step)
 
 
-def soft_targets(teacher: Classifier, images: torch.Tensor) -> torch.Tensor:
+def soft_targets(teacher: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The teacher's logits on ``images``: what the student learns to reproduce."""
     teacher.eval()
     with torch.no_grad():

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from classvis.models.dense import Classifier
 from classvis.settings import non_negative, positive, require
 
 # Bumped whenever a change to this module changes what training produces (keys the teacher cache).
@@ -257,8 +258,8 @@ def distill(model: nn.Module, images: torch.Tensor, soft_targets: torch.Tensor,
     Returns the loss per step (on the synthetic images themselves, mixtures excluded)."""
     require(len(images) == len(soft_targets), "images", "one soft target per image",
             (len(images), len(soft_targets)))
-    has_hidden = sum(isinstance(layer, nn.Linear) for layer in model.modules()) > 1
-    if settings.hidden_init == "span" and has_hidden:
+    if (settings.hidden_init == "span" and isinstance(model, Classifier)
+            and model.has_hidden_layers):
         init_first_layer_in_span(model, images, seed)
     lr = settings.lr
     if settings.lr_scaling == "curvature":

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
+from torch import nn
 
 from classvis import __version__
 
@@ -20,7 +21,7 @@ from classvis.data import ImageData, load_dataset
 from classvis.evaluate import Evaluation, evaluate
 from classvis.extract import SyntheticImages, extract, soft_targets
 from classvis.fit import distill, fit
-from classvis.models import Classifier, build_model, count_parameters
+from classvis.models import build_model, count_parameters
 from classvis.privacy import PrivacyResult, measure
 from classvis.progress import QUIET, Progress
 from classvis.swap import SwappedSet, SwapSettings, swap_class
@@ -41,21 +42,21 @@ class SwapOutcome:
 
     settings: SwapSettings
     donor_data: ImageData
-    donor_teacher: Classifier
+    donor_teacher: nn.Module
     donor_source: str
     donor_key: str
     donor_images: SyntheticImages
     base_images: SyntheticImages
     swapped: SwappedSet
     base_class: int
-    baseline_student: Classifier
+    baseline_student: nn.Module
 
 
 @dataclass
 class RunResult:
     data: ImageData
-    teacher: Classifier | None             # None when the student learnt from a file
-    student: Classifier
+    teacher: nn.Module | None             # None when the student learnt from a file
+    student: nn.Module
     synthetic: SyntheticSet
     evaluations: dict[str, Evaluation]     # "teacher", "student", "untrained", ...
     teacher_losses: list[float]            # per epoch
@@ -106,7 +107,7 @@ def _teacher(settings: RunSettings, data: ImageData,
     )
 
 
-def _extract(settings: RunSettings, teacher: Classifier, data: ImageData, progress: Progress,
+def _extract(settings: RunSettings, teacher: nn.Module, data: ImageData, progress: Progress,
              what: str = "extract") -> SyntheticImages:
     steps = getattr(settings.extractor, "steps", 1)
     with progress.bar(f"{what} ({settings.extractor_name})", steps) as bar:
@@ -116,7 +117,7 @@ def _extract(settings: RunSettings, teacher: Classifier, data: ImageData, progre
 
 def _student(settings: RunSettings, data_shape: tuple[int, ...], num_classes: int, images,
              targets, progress: Progress = QUIET, what: str = "student"
-             ) -> tuple[Classifier, Classifier, list[float]]:
+             ) -> tuple[nn.Module, nn.Module, list[float]]:
     if settings.trainer.student.start == "teacher_init":  # the teacher's exact starting weights
         student = build_model(settings.teacher, data_shape, num_classes,
                               stage_seed(settings.seed, "teacher/init"))
@@ -131,7 +132,7 @@ def _student(settings: RunSettings, data_shape: tuple[int, ...], num_classes: in
     return student, untrained, losses
 
 
-def _swap(settings: RunSettings, data: ImageData, teacher: Classifier,
+def _swap(settings: RunSettings, data: ImageData, teacher: nn.Module,
           base: SyntheticImages, base_targets, progress: Progress = QUIET) -> SwapOutcome:
     donor_data = load_dataset(settings.swap.donor_dataset(settings.dataset),
                               stage_seed(settings.seed, "data/balance")).to(settings.device)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -27,7 +28,7 @@ from classvis import fit as fit_module
 from classvis import models
 from classvis.data import ImageData
 from classvis.fit import TeacherTraining
-from classvis.models import ArchitectureSettings, Classifier
+from classvis.models import AnyArchitecture
 from classvis.settings import require
 
 FORMAT = "classvis.teacher/1"
@@ -46,12 +47,12 @@ def training_code_version() -> str:
     """A digest of the code that builds and trains a teacher: editing it misses the cache."""
     sources = [inspect.getsource(item) for item in (
         fit_module.fit, fit_module._optimizer, fit_module._check_finite, models.build_model,
-        models.Classifier)]
+        *(architecture.module for architecture in models.ARCHITECTURES.values()))]
     sources.append(f"{fit_module.TRAINING_CODE_VERSION}|torch {torch.__version__}")
     return hashlib.sha256("\n".join(sources).encode()).hexdigest()[:16]
 
 
-def teacher_key(data: ImageData, architecture: ArchitectureSettings, training: TeacherTraining,
+def teacher_key(data: ImageData, architecture: AnyArchitecture, training: TeacherTraining,
                 seed: int) -> tuple[str, dict]:
     material = {
         "data": data.fingerprint,
@@ -69,7 +70,7 @@ def teacher_key(data: ImageData, architecture: ArchitectureSettings, training: T
 
 @dataclass
 class Teacher:
-    model: Classifier
+    model: nn.Module
     epoch_losses: list[float]
     source: str   # "trained" or "cache"
     key: str
@@ -86,7 +87,7 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _load(path: Path, model: Classifier, key: str) -> list[float] | None:
+def _load(path: Path, model: nn.Module, key: str) -> list[float] | None:
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
@@ -99,7 +100,7 @@ def _load(path: Path, model: Classifier, key: str) -> list[float] | None:
     return json.loads(header["epoch_losses"])
 
 
-def _save(path: Path, model: Classifier, key: str, material: dict, losses: list[float]) -> None:
+def _save(path: Path, model: nn.Module, key: str, material: dict, losses: list[float]) -> None:
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     # stored from the CPU, so a teacher trained on any device loads on any other
     state = {name: tensor.detach().cpu().contiguous()
@@ -111,8 +112,8 @@ def _save(path: Path, model: Classifier, key: str, material: dict, losses: list[
 
 
 def obtain_teacher(settings: TeacherCacheSettings, data: ImageData, key: str, material: dict,
-                   build: Callable[[], Classifier],
-                   train: Callable[[Classifier], list[float]]) -> Teacher:
+                   build: Callable[[], nn.Module],
+                   train: Callable[[nn.Module], list[float]]) -> Teacher:
     """The cached teacher for ``key`` if there is one, else ``train(build())``, then cached."""
     if not settings.enabled:
         model = build()

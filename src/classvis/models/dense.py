@@ -1,4 +1,4 @@
-"""Architectures (config group ``architecture``): the paper's softmax regression and MLPs."""
+"""The paper's architectures: softmax regression (``linear``) and fully connected MLPs (``mlp``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
 from torch import nn
 
 from classvis.settings import require
@@ -39,6 +38,9 @@ class ArchitectureSettings:
             for size in self.hidden:
                 require(size > 0, f"{key}.hidden", "layer sizes > 0", list(self.hidden))
 
+    def check_input(self, shape: tuple[int, ...], key: str) -> None:
+        pass  # any image size
+
     @property
     def label(self) -> str:
         """Short name for run names and tags: ``linear``, ``mlp30``, ``mlp100-50``."""
@@ -51,8 +53,9 @@ class ArchitectureSettings:
 class Classifier(nn.Sequential):
     """Flatten, then fully connected layers; the last ``nn.Linear`` gives the class scores."""
 
-    def __init__(self, input_shape: tuple[int, ...], num_classes: int,
-                 hidden: tuple[int, ...], activation: str):
+    def __init__(self, settings: ArchitectureSettings, input_shape: tuple[int, ...],
+                 num_classes: int):
+        hidden, activation = settings.hidden, settings.activation
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(input_shape)
         for size in hidden:
@@ -70,27 +73,3 @@ class Classifier(nn.Sequential):
     @property
     def has_hidden_layers(self) -> bool:
         return len(self) > 2
-
-
-def build_model(settings: ArchitectureSettings, input_shape: tuple[int, ...], num_classes: int,
-                seed: int) -> Classifier:
-    """A fresh model, initialised from ``seed`` alone (independent of the global RNG state)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = Classifier(input_shape, num_classes, settings.hidden, settings.activation)
-        if settings.init == "glorot":
-            for layer in model:
-                if isinstance(layer, nn.Linear):
-                    nn.init.xavier_uniform_(layer.weight)
-                    nn.init.zeros_(layer.bias)
-    if settings.init == "zeros":
-        zero_layers = model if settings.name == "linear" else [model.output_layer]
-        for layer in zero_layers:
-            if isinstance(layer, nn.Linear):
-                nn.init.zeros_(layer.weight)
-                nn.init.zeros_(layer.bias)
-    return model
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
