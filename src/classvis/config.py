@@ -245,9 +245,13 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
         except ValueError as error:
             raise ConfigError("dataset.path", "a classvis synthetic set file", str(error)) from None
         settings = replace(settings, source=source)
-        require(settings.trainer.student.start == "own_init", "trainer.student.start",
+        student = settings.trainer.student
+        require(student.start == "own_init", "trainer.student.start",
                 "own_init with dataset=synthetic (a file carries no teacher to start from)",
-                settings.trainer.student.start)
+                student.start)
+        require(not student.augment or student.augment_targets == "keep",
+                "trainer.student.augment_targets", "keep with dataset=synthetic (a file carries "
+                "no teacher to score the augmented images)", student.augment_targets)
         for stage in ("swap", "compress"):
             require(not getattr(settings, stage).enabled, stage,
                     f"none with dataset=synthetic (the {stage} stage needs the teacher's data)",

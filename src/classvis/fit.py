@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from classvis.augment import OPERATIONS, Operation, affine, crop_flip
 from classvis.models.dense import Classifier
 from classvis.settings import non_negative, positive, require
 
@@ -34,7 +35,9 @@ class TeacherTraining:
     The run lasts ``epochs`` passes over the data, or exactly ``steps`` minibatch updates (set
     ``epochs: null``; the last pass is cut short), e.g. a recipe stated in updates, not epochs.
     ``schedule: cosine`` anneals the learning rate from ``lr`` to 0 over the whole run, so the
-    final weights are not a snapshot of SGD's noise (useful where the constant rate oscillates)."""
+    final weights are not a snapshot of SGD's noise (useful where the constant rate oscillates).
+    ``augment: crop`` shows each minibatch image at a random offset of the image zero-padded by
+    ``crop_padding`` pixels; ``crop_flip`` also mirrors half of them (not for digits or text)."""
 
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = 0.5
@@ -44,9 +47,12 @@ class TeacherTraining:
     epochs: int | None = 10
     schedule: Literal["constant", "cosine"] = "constant"
     steps: int | None = None
+    augment: Literal["none", "crop", "crop_flip"] = "none"
+    crop_padding: int = 4
 
     def check(self, key: str) -> None:
         positive(self.lr, f"{key}.lr")
+        non_negative(self.crop_padding, f"{key}.crop_padding")
         non_negative(self.momentum, f"{key}.momentum")
         non_negative(self.weight_decay, f"{key}.weight_decay")
         positive(self.batch_size, f"{key}.batch_size", "an integer >= 1")
@@ -96,6 +102,12 @@ class StudentTraining:
     whose steps are combinations of gradients; ``adam`` rescales each coordinate and leaves the
     span. ``model`` keeps the architecture's own initialisation.
 
+    ``batch_size: N`` (beyond the paper) trains on N random images of the set per step (a new
+    permutation every pass); 0 is full batch. ``augment`` (the dataset-distillation convention,
+    DSA) shows every step a random view of each image: any of ``shift``, ``scale``, ``rotate`` and
+    ``flip``; its soft target is the teacher's logits on that view (``augment_targets: teacher``)
+    or the un-augmented image's (``keep``; the only choice for a student trained from a file).
+
     ``start: teacher_init`` (beyond the paper's text) starts the student from exactly the weights
     the teacher started from before its training (same architecture, the teacher's init seed):
     random numbers, no data. A student that shares the teacher's random hidden features fits
@@ -116,9 +128,18 @@ class StudentTraining:
     mixup_images: int = 0
     hidden_init: Literal["model", "span"] = "model"
     start: Literal["own_init", "teacher_init"] = "own_init"
+    batch_size: int = 0
+    augment: tuple[Operation, ...] = ()
+    augment_targets: Literal["teacher", "keep"] = "teacher"
 
     def check(self, key: str) -> None:
         positive(self.lr, f"{key}.lr")
+        non_negative(self.batch_size, f"{key}.batch_size")
+        require(len(set(self.augment)) == len(self.augment), f"{key}.augment",
+                "each of " + ", ".join(OPERATIONS) + " at most once", list(self.augment))
+        require(not ((self.batch_size or self.augment) and self.optimizer == "lbfgs"),
+                f"{key}.optimizer", "sgd or adam with minibatches or augmentation (L-BFGS needs "
+                "the same batch at every evaluation)", self.optimizer)
         non_negative(self.momentum, f"{key}.momentum")
         positive(self.steps, f"{key}.steps", "an integer >= 1")
         non_negative(self.mixup, f"{key}.mixup")
@@ -180,7 +201,11 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: 
                 for group in optimizer.param_groups:
                     group["lr"] = settings.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
             batch = order[start:start + settings.batch_size]
-            loss = F.cross_entropy(model(images[batch]), labels[batch])
+            inputs = images[batch]
+            if settings.augment != "none":
+                inputs = crop_flip(inputs, settings.crop_padding, settings.augment == "crop_flip",
+                                   generator)
+            loss = F.cross_entropy(model(inputs), labels[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -252,12 +277,17 @@ def init_first_layer_in_span(model: nn.Module, images: torch.Tensor, seed: int) 
 
 def distill(model: nn.Module, images: torch.Tensor, soft_targets: torch.Tensor,
             settings: StudentTraining, seed: int = 0,
-            on_step: Callable[[int, float], None] | None = None) -> list[float]:
-    """Train ``model`` full-batch to reproduce ``soft_targets`` (teacher logits) on ``images``.
+            on_step: Callable[[int, float], None] | None = None,
+            teacher: nn.Module | None = None) -> list[float]:
+    """Train ``model`` to reproduce ``soft_targets`` (teacher logits) on ``images``; ``teacher``
+    re-scores augmented views when ``settings.augment_targets`` is ``teacher``.
 
-    Returns the loss per step (on the synthetic images themselves, mixtures excluded)."""
+    Returns the loss per step, on the step's own images (as augmented; mixtures excluded)."""
     require(len(images) == len(soft_targets), "images", "one soft target per image",
             (len(images), len(soft_targets)))
+    rescore = bool(settings.augment) and settings.augment_targets == "teacher"
+    if rescore and teacher is None:
+        raise ValueError("augment_targets=teacher needs the teacher (use keep without one)")
     if (settings.hidden_init == "span" and isinstance(model, Classifier)
             and model.has_hidden_layers):
         init_first_layer_in_span(model, images, seed)
@@ -269,26 +299,44 @@ def distill(model: nn.Module, images: torch.Tensor, soft_targets: torch.Tensor,
     model.train()
     step_losses: list[float] = []
     count = len(images)
+    batch_size = min(settings.batch_size or count, count)
+    order = torch.empty(0, dtype=torch.int64)
 
-    def closure() -> torch.Tensor:
+    def next_batch() -> tuple[torch.Tensor, torch.Tensor]:
+        nonlocal order
+        if batch_size == count:
+            return images, soft_targets
+        if len(order) < batch_size:  # a new pass over the set
+            order = torch.randperm(count, generator=generator)
+        chosen, order = order[:batch_size].to(images.device), order[batch_size:]
+        return images[chosen], soft_targets[chosen]
+
+    def closure(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        inputs, targets = images, soft_targets
+        own = len(inputs)
         if settings.mixup:
             mixed_images, mixed_targets = mix(images, soft_targets, settings.mixup,
                                               settings.mixup_alpha, settings.mixup_images,
                                               generator)
-            inputs = torch.cat([images, mixed_images])
-            targets = torch.cat([soft_targets, mixed_targets])
+            inputs = torch.cat([inputs, mixed_images])
+            targets = torch.cat([targets, mixed_targets])
+        if settings.augment:
+            inputs = affine(inputs, settings.augment, generator)
+            if rescore:
+                with torch.no_grad():
+                    teacher.eval()
+                    targets = teacher(inputs)
         outputs = model(inputs)
         loss = soft_target_loss(outputs, targets, settings.loss, settings.temperature)
         loss.backward()
-        if settings.mixup:  # report the fit to the synthetic set itself
-            return soft_target_loss(outputs[:count].detach(), soft_targets, settings.loss,
+        if settings.mixup:  # report the fit to the synthetic images themselves
+            return soft_target_loss(outputs[:own].detach(), targets[:own], settings.loss,
                                     settings.temperature)
         return loss
 
     for step in range(1, settings.steps + 1):
-        loss = optimizer.step(closure)
+        inputs, targets = next_batch()
+        loss = optimizer.step(lambda: closure(inputs, targets))
         _check_finite(loss, f"student (step {step})")
         step_losses.append(loss.item())
         if on_step is not None:

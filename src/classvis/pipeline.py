@@ -116,8 +116,8 @@ def _extract(settings: RunSettings, teacher: nn.Module, data: ImageData, progres
 
 
 def _student(settings: RunSettings, data_shape: tuple[int, ...], num_classes: int, images,
-             targets, progress: Progress = QUIET, what: str = "student"
-             ) -> tuple[nn.Module, nn.Module, list[float]]:
+             targets, progress: Progress = QUIET, what: str = "student",
+             teacher: nn.Module | None = None) -> tuple[nn.Module, nn.Module, list[float]]:
     if settings.trainer.student.start == "teacher_init":  # the teacher's exact starting weights
         student = build_model(settings.teacher, data_shape, num_classes,
                               stage_seed(settings.seed, "teacher/init"))
@@ -128,7 +128,7 @@ def _student(settings: RunSettings, data_shape: tuple[int, ...], num_classes: in
     untrained = copy.deepcopy(student)
     with progress.bar(what, settings.trainer.student.steps) as bar:
         losses = distill(student, images, targets, settings.trainer.student,
-                         stage_seed(settings.seed, "student/order"), bar)
+                         stage_seed(settings.seed, "student/order"), bar, teacher)
     return student, untrained, losses
 
 
@@ -146,7 +146,7 @@ def _swap(settings: RunSettings, data: ImageData, teacher: nn.Module,
     swapped = swap_class(base, base_targets, donor_images, base_class, donor_class,
                          donor_targets)
     baseline, _, _ = _student(settings, data.image_shape, data.num_classes, base.images,
-                              base_targets, progress, "baseline student")
+                              base_targets, progress, "baseline student", teacher)
     return SwapOutcome(settings.swap, donor_data, donor.model, donor.source, donor.key,
                        donor_images, base, swapped, base_class, baseline)
 
@@ -269,7 +269,8 @@ def run(settings: RunSettings,
         images, targets = swap.swapped.images, swap.swapped.soft_targets
     with _timed(seconds, "student"):
         student, untrained, student_losses = _student(settings, data.image_shape,
-                                                      data.num_classes, images, targets, progress)
+                                                      data.num_classes, images, targets, progress,
+                                                      teacher=teacher)
     compressed = None
     if settings.compress.enabled:
         with _timed(seconds, "compress"):
