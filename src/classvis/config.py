@@ -15,7 +15,7 @@ from classvis.data import DatasetSettings
 from classvis.device import resolve_device
 from classvis.extract import EXTRACTORS
 from classvis.fit import TrainerSettings
-from classvis.models import AnyArchitecture, is_dense, parse_architecture
+from classvis.models import AnyArchitecture, has_batchnorm, is_dense, parse_architecture
 from classvis.privacy import PrivacySettings
 from classvis.progress import Mode, check_mode
 from classvis.settings import ConfigError, parse, require
@@ -181,6 +181,10 @@ def _check_architectures(settings: RunSettings) -> None:
                 "none with a convolutional teacher (compress=biases makes the images the weight "
                 "rows of a model without hidden layers, the paper's shallow setting)",
                 settings.teacher.label)
+    if getattr(settings.extractor, "bn", 0):
+        require(has_batchnorm(settings.teacher), "extractor.bn",
+                "0 for a teacher without BatchNorm layers (resnet18 or convnet with norm=batch "
+                "have them)", settings.extractor.bn)
     if settings.trainer.student.hidden_init == "span":
         require(is_dense(settings.student), "trainer.student.hidden_init",
                 "model with a convolutional student (span initialises a dense first layer)",

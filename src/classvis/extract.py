@@ -7,10 +7,11 @@ name with its settings dataclass; adding one is that function plus a YAML file i
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,8 @@ from torch import nn
 from classvis.data import ImageData
 from classvis.fit import DivergenceError
 from classvis.models import Classifier
+from classvis.priors import (FourierImage, batchnorm_statistics, gaussian_blur, total_variation,
+                             within_class_similarity, within_class_spread)
 from classvis.settings import ConfigError, non_negative, positive, require
 
 
@@ -50,19 +53,24 @@ def register(name: str, settings_class: type, needs_linear_teacher: bool = False
 @dataclass(frozen=True)
 class ClassVisSettings:
     """Gradient ascent on the pre-softmax class score S_c(I) - l2 * ||I||^2 (Simonyan et al. 2013)
-    until it stops improving: until no image changes by more than ``tol`` (relative to its norm)
-    in one step, or after ``steps``. The teacher is frozen; only the images change. (The image
-    change, not the objective, is tested: near the optimum the objective's gain is quadratic in
-    the distance and drowns in float32 rounding long before the image has converged.)
+    until no image changes by more than ``tol`` of its norm in one step, or after ``steps``. The
+    teacher is frozen; only the images change. (The image change is tested, not the objective,
+    whose gain near the optimum drowns in float32 rounding long before the image converges.)
 
-    ``per_class: k`` (beyond the paper) extracts k images per class, all optimised together as
-    one batch. They start from different random images (``start_std``: standard deviation of the
-    Gaussian noise around the blank image; 0 with k = 1 is the paper's blank start), and
-    ``diversity`` weighs a reward on the mean log distance between images of the same class,
-    which keeps them from collapsing onto one maximum (see ``within_class_spread``). Optional image priors: ``jitter`` (random shifts of up to that
-    many pixels before every step), ``tv`` (total-variation penalty) and ``blur`` (a Gaussian blur
-    of that sigma, in pixels, every ``blur_every`` steps). With priors on, the images never stop
-    changing, so extraction runs all ``steps``.
+    ``per_class: k`` (beyond the paper) extracts k images per class from different random starts
+    (``start_std`` around the blank image; 0 with k = 1 is the paper's blank start); ``diversity``
+    rewards the mean log distance between images of one class (``within_class_spread``).
+
+    For deep teachers (see ``priors``): ``jitter`` (random shifts of up to that many pixels),
+    ``flip`` (random left-right mirroring) and ``scale`` (random zoom by up to that fraction) show
+    the teacher a new view at every step; ``tv``, ``blur`` every ``blur_every`` steps, ``clip`` to
+    [0, 1]; ``param: fourier`` ascends in a frequency-scaled Fourier basis; ``bn`` weighs
+    DeepInversion's match of every BatchNorm layer's batch statistics to its running ones;
+    ``target: log_prob`` ascends log p(c | I) instead of the unbounded score, and ``optimizer:
+    adam`` steps each pixel at its own scale. With random views or blur the images never stop
+    changing, so all ``steps`` run. ``batch_size`` optimises the images in successive groups of
+    that many (a multiple of the class count, every class in each; 0: all together) to bound
+    memory; BatchNorm statistics are those of the group.
     """
 
     l2: float = 0.5
@@ -77,6 +85,13 @@ class ClassVisSettings:
     blur: float = 0.0
     blur_every: int = 4
     clip: bool = False
+    flip: bool = False
+    scale: float = 0.0
+    param: Literal["pixel", "fourier"] = "pixel"
+    bn: float = 0.0
+    target: Literal["score", "log_prob"] = "score"
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    batch_size: int = 0
 
     def check(self, key: str) -> None:
         non_negative(self.l2, f"{key}.l2")
@@ -92,55 +107,99 @@ class ClassVisSettings:
         non_negative(self.diversity, f"{key}.diversity")
         non_negative(self.jitter, f"{key}.jitter")
         non_negative(self.tv, f"{key}.tv")
-        require(self.lr * (2 * self.l2 + 16 * self.tv) < 2, f"{key}.lr",
-                "lr * (2 * l2 + 16 * tv) < 2 (larger steps make the penalties diverge)",
-                self.lr)
+        if self.optimizer == "sgd" and self.param == "pixel":
+            require(self.lr * (2 * self.l2 + 16 * self.tv) < 2, f"{key}.lr",
+                    "lr * (2 * l2 + 16 * tv) < 2 (larger steps make the penalties diverge)",
+                    self.lr)
         non_negative(self.blur, f"{key}.blur")
         positive(self.blur_every, f"{key}.blur_every", "an integer >= 1")
+        require(0 <= self.scale < 1, f"{key}.scale", "a fraction in [0, 1)", self.scale)
+        non_negative(self.bn, f"{key}.bn")
+        non_negative(self.batch_size, f"{key}.batch_size")
+
+    @property
+    def random_views(self) -> bool:
+        return self.jitter > 0 or self.flip or self.scale > 0
+
+    def group_size(self, num_classes: int) -> int:
+        """Images per class in each group optimised together."""
+        if self.batch_size == 0:
+            return self.per_class
+        return max(1, min(self.per_class, self.batch_size // num_classes))
+
+    def progress_steps(self, num_classes: int) -> int:
+        return self.steps * math.ceil(self.per_class / self.group_size(num_classes))
 
 
-def total_variation(images: torch.Tensor) -> torch.Tensor:
-    """Per image: the summed squared differences between neighbouring pixels."""
-    down = (images[..., 1:, :] - images[..., :-1, :]).pow(2).flatten(1).sum(1)
-    right = (images[..., :, 1:] - images[..., :, :-1]).pow(2).flatten(1).sum(1)
-    return down + right
+def _view(images: torch.Tensor, settings: ClassVisSettings,
+          generator: torch.Generator) -> torch.Tensor:
+    """What the teacher sees at this step: the images under this step's random transformation."""
+    seen = images
+    if settings.jitter:
+        dy, dx = torch.randint(-settings.jitter, settings.jitter + 1, (2,),
+                               generator=generator).tolist()
+        seen = torch.roll(seen, shifts=(dy, dx), dims=(-2, -1))
+    if settings.scale:
+        factor = 1 + (2 * torch.rand((), generator=generator).item() - 1) * settings.scale
+        theta = torch.tensor([[1 / factor, 0.0, 0.0], [0.0, 1 / factor, 0.0]],
+                             dtype=seen.dtype, device=seen.device).expand(len(seen), 2, 3)
+        seen = F.grid_sample(seen, F.affine_grid(theta, list(seen.shape), align_corners=False),
+                             mode="bilinear", padding_mode="zeros", align_corners=False)
+    if settings.flip and torch.rand((), generator=generator).item() < 0.5:
+        seen = seen.flip(-1)
+    return seen
 
 
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, math.ceil(2 * sigma))
-    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-offsets.pow(2) / (2 * sigma * sigma))
-    kernel = kernel / kernel.sum()
-    channels = images.shape[1]
-    rows = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
-    cols = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
-    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
-    return F.conv2d(F.conv2d(padded, rows, groups=channels), cols, groups=channels)
-
-
-def within_class_similarity(images: torch.Tensor, per_class: int) -> torch.Tensor:
-    """Per image: its mean cosine similarity to the other images of its class (images are
-    grouped class by class, ``per_class`` each)."""
-    if per_class == 1:
-        return torch.zeros(len(images))
-    unit = F.normalize(images.flatten(1), dim=1).view(-1, per_class, images[0].numel())
-    similarity = unit @ unit.transpose(1, 2)                       # (classes, k, k)
-    off_diagonal = similarity.sum(2) - similarity.diagonal(dim1=1, dim2=2)
-    return (off_diagonal / (per_class - 1)).flatten()
-
-
-def within_class_spread(images: torch.Tensor, per_class: int) -> torch.Tensor:
-    """Per image: the mean log squared distance to the other images of its class. As a reward it
-    repels images of one class from each other with a force that grows as they approach (1 /
-    distance), so that no two starting points converge onto the same maximum; a cosine or
-    distance penalty's pull vanishes exactly there."""
-    flat = images.flatten(1).view(-1, per_class, images[0].numel())
-    norms = flat.pow(2).sum(-1)
-    squared = (norms.unsqueeze(2) + norms.unsqueeze(1)
-               - 2 * flat @ flat.transpose(1, 2)).clamp_min(0.0)       # (classes, k, k)
-    eye = torch.eye(per_class, dtype=torch.bool, device=images.device)
-    logs = torch.log(squared.masked_fill(eye, 1.0) + 1e-12).masked_fill(eye, 0.0)
-    return (logs.sum(2) / (per_class - 1)).flatten()
+def _ascend(teacher: nn.Module, start: torch.Tensor, classes: torch.Tensor, k: int,
+            settings: ClassVisSettings, generator: torch.Generator,
+            on_step: Callable[[int, float], None] | None, offset: int) -> tuple[torch.Tensor, int]:
+    """Optimise one group of images (class by class, ``k`` each) from ``start``; returns them
+    and the number of steps taken."""
+    fourier = FourierImage(start) if settings.param == "fourier" else None
+    images = start.clone().requires_grad_(True) if fourier is None else fourier.images()
+    variable = images if fourier is None else fourier.coefficients
+    optimizer = (torch.optim.SGD([variable], lr=settings.lr) if settings.optimizer == "sgd"
+                 else torch.optim.Adam([variable], lr=settings.lr))
+    rows = torch.arange(len(classes), device=start.device)
+    converges = not settings.random_views and settings.blur == 0
+    with batchnorm_statistics(teacher) if settings.bn else contextlib.nullcontext([]) as bn_terms:
+        for step in range(1, settings.steps + 1):
+            if fourier is not None:
+                images = fourier.images()
+            before = images.detach().clone()
+            logits = teacher(_view(images, settings, generator))
+            if settings.target == "log_prob":
+                logits = F.log_softmax(logits, dim=1)
+            objective = logits[rows, classes] - settings.l2 * images.pow(2).flatten(1).sum(1)
+            if settings.tv:
+                objective = objective - settings.tv * total_variation(images)
+            if settings.diversity and k > 1:
+                objective = objective + settings.diversity * within_class_spread(images, k)
+            loss = -objective.sum()
+            if settings.bn:
+                loss = loss + settings.bn * len(images) * torch.stack(bn_terms).sum()
+                bn_terms.clear()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if on_step is not None:
+                on_step(offset + step, loss.item() / len(images))
+            with torch.no_grad():
+                if fourier is not None:
+                    images = fourier.images()
+                if settings.blur and step % settings.blur_every == 0:
+                    images.copy_(gaussian_blur(images, settings.blur))
+                if settings.clip:
+                    images.clamp_(0.0, 1.0)
+                if fourier is not None and (settings.blur or settings.clip):
+                    fourier.coefficients.copy_(torch.fft.rfft2(images, norm="ortho")
+                                               / fourier.scale)
+                if converges:
+                    change = (images - before).flatten(1).norm(dim=1)
+                    size = images.flatten(1).norm(dim=1).clamp_min(1e-12)
+                    if bool((change <= settings.tol * size).all()):
+                        break
+    return images.detach(), step
 
 
 @register("class_vis", ClassVisSettings)
@@ -153,55 +212,31 @@ def class_vis(teacher: nn.Module, data: ImageData, settings: ClassVisSettings,
     count = len(classes)
     generator = torch.Generator().manual_seed(seed)
     start = torch.randn(count, *data.image_shape, generator=generator) * settings.start_std
-    images = start.to(device).requires_grad_(True)
-    optimizer = torch.optim.SGD([images], lr=settings.lr)
-    rows = torch.arange(count, device=device)
-    priors = settings.jitter > 0 or settings.blur > 0
+    start = start.to(device)
+    images = torch.empty_like(start)
+    group = settings.group_size(data.num_classes)
     teacher.eval()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
+    steps = 0
     try:
-        for step in range(1, settings.steps + 1):
-            before = images.detach().clone()
-            seen = images
-            if settings.jitter:
-                dy, dx = torch.randint(-settings.jitter, settings.jitter + 1, (2,),
-                                       generator=generator).tolist()
-                seen = torch.roll(images, shifts=(dy, dx), dims=(-2, -1))
-            scores = teacher(seen)[rows, classes]
-            objective = scores - settings.l2 * images.pow(2).flatten(1).sum(1)
-            if settings.tv:
-                objective = objective - settings.tv * total_variation(images)
-            if settings.diversity and k > 1:
-                objective = objective + settings.diversity * within_class_spread(images, k)
-            optimizer.zero_grad(set_to_none=True)
-            (-objective.sum()).backward()
-            optimizer.step()
-            if on_step is not None:
-                on_step(step, -objective.detach().mean().item())
-            with torch.no_grad():
-                if settings.blur and step % settings.blur_every == 0:
-                    images.copy_(gaussian_blur(images, settings.blur))
-                if settings.clip:
-                    images.clamp_(0.0, 1.0)
-                if not priors:
-                    change = (images - before).flatten(1).norm(dim=1)
-                    size = images.flatten(1).norm(dim=1).clamp_min(1e-12)
-                    if bool((change <= settings.tol * size).all()):
-                        break
+        for first in range(0, k, group):  # the group's members: k' images of every class
+            members = (torch.arange(data.num_classes, device=device).view(-1, 1) * k
+                       + torch.arange(first, min(first + group, k), device=device)).flatten()
+            images[members], taken = _ascend(
+                teacher, start[members], classes[members], len(members) // data.num_classes,
+                settings, generator, on_step, offset=first // group * settings.steps)
+            steps = max(steps, taken)
     finally:
         for parameter in teacher.parameters():
             parameter.requires_grad_(True)
-    images = images.detach()
     if not bool(torch.isfinite(images).all()):
-        raise DivergenceError(f"class_vis extraction diverged by step {step}: the images are "
+        raise DivergenceError(f"class_vis extraction diverged by step {steps}: the images are "
                               f"no longer finite")
-    with torch.no_grad():
-        logits = teacher(images)
-        final_scores = logits[rows, classes]
-        predicted = logits.argmax(1)
-    info = {"steps": float(step), "mean_class_score": final_scores.mean().item(),
-            "teacher_agreement": (predicted == classes).float().mean().item()}
+    logits = soft_targets(teacher, images, batch_size=max(group * data.num_classes, 256))
+    rows = torch.arange(count, device=device)
+    info = {"steps": float(steps), "mean_class_score": logits[rows, classes].mean().item(),
+            "teacher_agreement": (logits.argmax(1) == classes).float().mean().item()}
     if k > 1:
         info["within_class_similarity"] = within_class_similarity(images, k).mean().item()
     return SyntheticImages(images, classes, info)
@@ -249,8 +284,11 @@ def extract(teacher: nn.Module, data: ImageData, name: str, settings: Any,
     return EXTRACTORS[name].function(teacher, data, settings, seed, on_step)
 
 
-def soft_targets(teacher: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The teacher's logits on ``images``: what the student learns to reproduce."""
+def soft_targets(teacher: nn.Module, images: torch.Tensor, batch_size: int = 1000
+                 ) -> torch.Tensor:
+    """The teacher's logits on ``images``: what the student learns to reproduce (scored
+    ``batch_size`` at a time, to bound memory)."""
     teacher.eval()
     with torch.no_grad():
-        return teacher(images)
+        return torch.cat([teacher(images[i:i + batch_size])
+                          for i in range(0, len(images), batch_size)])

@@ -109,7 +109,8 @@ def _teacher(settings: RunSettings, data: ImageData,
 
 def _extract(settings: RunSettings, teacher: nn.Module, data: ImageData, progress: Progress,
              what: str = "extract") -> SyntheticImages:
-    steps = getattr(settings.extractor, "steps", 1)
+    progress_steps = getattr(settings.extractor, "progress_steps", None)
+    steps = progress_steps(data.num_classes) if progress_steps is not None else 1
     with progress.bar(f"{what} ({settings.extractor_name})", steps) as bar:
         return extract(teacher, data, settings.extractor_name, settings.extractor,
                        stage_seed(settings.seed, "extract"), bar)

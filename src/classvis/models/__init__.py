@@ -53,6 +53,11 @@ def is_dense(settings: AnyArchitecture) -> bool:
     return ARCHITECTURES[settings.name].dense
 
 
+def has_batchnorm(settings: AnyArchitecture) -> bool:
+    """Whether the architecture keeps BatchNorm running statistics (DeepInversion's prior)."""
+    return settings.name == "resnet18" or getattr(settings, "norm", None) == "batch"
+
+
 def build_model(settings: AnyArchitecture, input_shape: tuple[int, ...], num_classes: int,
                 seed: int) -> nn.Module:
     """A fresh model, initialised from ``seed`` alone (independent of the global RNG state).
@@ -84,5 +89,5 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 __all__ = ["ACTIVATIONS", "ARCHITECTURES", "AnyArchitecture", "ArchitectureSettings",
            "Classifier", "ConvNet", "ConvNetSettings", "LeNet5", "LeNet5Settings", "ResNet18",
-           "ResNet18Settings", "build_model", "count_parameters", "is_dense",
+           "ResNet18Settings", "build_model", "count_parameters", "has_batchnorm", "is_dense",
            "parse_architecture"]
