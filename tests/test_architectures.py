@@ -141,3 +141,43 @@ def test_a_lenet5_run_end_to_end_logs_its_models_and_metrics(tmp_path):
     assert run.data.metrics["teacher/accuracy"] > 0.9
     assert 0.0 <= run.data.metrics["extract/teacher_agreement"] <= 1.0
     assert 0.0 <= run.data.metrics["student/accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_the_deep_preset_sets_visualizations_against_real_images_and_reports_both(tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from test_train_e2e import client_for, train
+
+    data_root = make_mnist(tmp_path / "data", train=600, test=200)
+    db = tmp_path / "mlflow.db"
+    result = train(tmp_path, "+experiment=deep", "+deep=k1", "trainer.teacher.epochs=3",
+                   "trainer.teacher.batch_size=32",
+                   "trainer.student.steps=30", f"tracking.uri=sqlite:///{db}",
+                   f"teacher_cache.dir={tmp_path}/teachers", f"hydra.sweep.dir={tmp_path}/sweep",
+                   env={"CLASSVIS_DATA": str(data_root)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 of 2 jobs succeeded" in result.stdout
+    client = client_for(db)
+    runs = client.search_runs([client.get_experiment_by_name("deep").experiment_id])
+    cells = sorted((r.data.tags["extractor"], r.data.tags["per_class"],
+                    r.data.tags["teacher_source"]) for r in runs)
+    assert [cell[:2] for cell in cells] == [("class_vis", "1"), ("real_subset", "1")]
+    assert sorted(cell[2] for cell in cells) == ["cache", "trained"]  # one teacher
+    for run in runs:
+        assert run.data.tags["student_variant"].startswith("optimizer=adam")
+        assert run.data.metrics["teacher/accuracy"] > 0.9
+    real = [r for r in runs if r.data.tags["extractor"] == "real_subset"]
+    assert all(r.data.metrics["privacy/distance_ratio"] == 0.0 for r in real)  # real images
+    report = subprocess.run([sys.executable, "-m", "classvis.report", "--experiment", "deep",
+                             "--tracking-uri", f"sqlite:///{db}", "--output",
+                             str(tmp_path / "report")], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    with (tmp_path / "report" / "deep.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(row["Per class"], row["Images"]) for row in rows] == [("1", "10")]
+    assert rows[0]["Student (class visualizations)"] != "-" != rows[0]["Student (real images)"]

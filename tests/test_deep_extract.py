@@ -131,3 +131,20 @@ def test_the_batchnorm_term_needs_a_teacher_with_batchnorm(mnist_root):
                                 "(resnet18 or convnet with norm=batch have them), got 0.01")
     assert settings_for(*common, "architecture@teacher=convnet",
                         "teacher.norm=batch").extractor.bn == 0.01
+
+
+def test_the_real_subset_baseline_draws_k_distinct_training_images_per_class():
+    from classvis.extract import RealSubsetSettings, real_subset
+
+    data = toy_data(per_class=10)
+    result = real_subset(None, data, RealSubsetSettings(per_class=3), seed=1)
+    assert result.labels.tolist() == [c for c in range(4) for _ in range(3)]
+    rows = {tuple(image.flatten().tolist()) for image in result.images}
+    train_rows = {tuple(image.flatten().tolist()) for image in data.train_x}
+    assert len(rows) == 12 and rows <= train_rows
+    assert torch.equal(real_subset(None, data, RealSubsetSettings(3), seed=1).images,
+                       result.images)
+    assert not torch.equal(real_subset(None, data, RealSubsetSettings(3), seed=2).images,
+                           result.images)
+    with pytest.raises(ConfigError, match=r"^extractor\.per_class: expected at most 10"):
+        real_subset(None, data, RealSubsetSettings(per_class=11), seed=1)

@@ -177,3 +177,32 @@ def test_section8_keeps_one_vs_rest_balances_apart_and_shows_both_test_sets():
     assert every["One-vs-rest teacher (balanced test)"] == "92.50 ± 0.71"
     assert rows["3 vs rest (balanced)"]["One-vs-rest teacher (full test)"] == "91.00"
     assert every["FP (swapped)"] == "-"
+
+
+def deep_record(number: int, k: int, seed: int, accuracy: float, extractor: str
+                ) -> report.RunRecord:
+    tags = {"dataset": "mnist", "teacher": "lenet5", "student": "lenet5", "extractor": extractor,
+            "per_class": str(k), "seed": str(seed)}
+    if extractor == "class_vis":
+        tags["extractor_variant"] = "jitter=2"
+    metrics = {"student/accuracy": accuracy, "teacher/accuracy": 0.99,
+               "synthetic/images": 10.0 * k}
+    return report.RunRecord(f"run{number}", number, tags, metrics)
+
+
+def test_the_deep_section_sets_synthetic_students_against_real_images_of_the_same_count(
+        tmp_path, captured_curves):
+    runs = [deep_record(1, 10, 0, 0.92, "class_vis"), deep_record(2, 10, 1, 0.94, "class_vis"),
+            deep_record(3, 10, 0, 0.97, "real_subset"), deep_record(4, 100, 0, 0.98, "class_vis"),
+            deep_record(5, 100, 0, 0.99, "real_subset"), record(6, 10, 0, 0.9)]
+    section = report.deep(runs)
+    assert [row[:5] for row in section.rows] == [["MNIST", "lenet5", "lenet5", "10", "100"],
+                                                 ["MNIST", "lenet5", "lenet5", "100", "1000"]]
+    assert section.rows[0][5:] == ["99.00 ± 0.00", "93.00 ± 1.41", "97.00", "-4.00",
+                                   "class_vis (jitter=2)", "2"]
+    assert section.rows[1][6:9] == ["98.00", "99.00", "-1.00"]
+    # the dense run stays in Section 10, the deep ones leave it
+    assert [row[1] for row in report.section10(runs).rows] == ["mlp30"]
+    report.per_class_figure(runs, tmp_path)
+    assert {"student (lenet5; class_vis (jitter=2))", "student (lenet5; real_subset)"} <= set(
+        captured_curves)

@@ -264,6 +264,36 @@ def class_average(teacher: nn.Module, data: ImageData, settings: NoSettings,
     return SyntheticImages(images, classes)
 
 
+@dataclass(frozen=True)
+class RealSubsetSettings:
+    """``per_class`` real training images of each class, drawn at random with the run's seed."""
+
+    per_class: int = 1
+
+    def check(self, key: str) -> None:
+        positive(self.per_class, f"{key}.per_class", "an integer >= 1")
+
+
+@register("real_subset", RealSubsetSettings)
+def real_subset(teacher: nn.Module, data: ImageData, settings: RealSubsetSettings,
+                seed: int = 0, on_step: Callable[[int, float], None] | None = None
+                ) -> SyntheticImages:
+    """Not an extraction: k random real training images per class, the baseline a synthetic
+    set of the same size must beat (they too get the teacher's logits as soft targets)."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = data.train_y.cpu()
+    chosen = []
+    for c in range(data.num_classes):
+        members = (labels == c).nonzero().flatten()
+        if len(members) < settings.per_class:
+            raise ConfigError("extractor.per_class", f"at most {len(members)} (the training "
+                              f"images of class {data.class_names[c]})", settings.per_class)
+        chosen.append(members[torch.randperm(len(members), generator=generator)
+                              [:settings.per_class]])
+    index = torch.cat(chosen).to(data.train_x.device)
+    return SyntheticImages(data.train_x[index], data.train_y[index])
+
+
 @register("output_weights", NoSettings, needs_linear_teacher=True)
 def output_weights(teacher: nn.Module, data: ImageData, settings: NoSettings,
                    seed: int = 0, on_step: Callable[[int, float], None] | None = None

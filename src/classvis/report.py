@@ -338,10 +338,63 @@ def _per_class_runs(runs: list[RunRecord]) -> list[RunRecord]:
         or "compress" in r.tags)]
 
 
+CONV_ARCHITECTURES = ("lenet5", "convnet", "resnet18")
+
+
+def is_deep_run(run: RunRecord) -> bool:
+    """A run of a convolutional teacher, or of the real-image baseline (the deep section's)."""
+    return (run.tags.get("teacher", "").startswith(CONV_ARCHITECTURES)
+            or run.tags.get("extractor") == "real_subset")
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "-"
+    text = f"{100 * statistics.fmean(values):.2f}"
+    return text + (f" ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else "")
+
+
+def deep(runs: list[RunRecord]) -> Section | None:
+    """Data-free distillation of convolutional teachers: per dataset, teacher, student and k, the
+    student from k class visualizations per class against the student from k random real
+    training images per class (both with the teacher's logits), means ± sd over seeds."""
+    chosen = [r for r in runs if is_deep_run(r) and "swap" not in r.tags
+              and "synthetic_file" not in r.tags]
+    if not chosen:
+        return None
+    groups = _group(chosen, lambda r: (r.tags.get("dataset", ""), r.tags.get("teacher", ""),
+                                       r.tags.get("student", ""),
+                                       int(r.tags.get("per_class", "1") or 1),
+                                       r.tags.get("extractor") == "real_subset"))
+    rows = []
+    for (dataset, teacher, student, k) in sorted({key[:4] for key in groups}):
+        synthetic = groups.get((dataset, teacher, student, k, False), [])
+        real = groups.get((dataset, teacher, student, k, True), [])
+        group = synthetic + real
+        ours = _mean_metric(synthetic, "student/accuracy")
+        baseline = _mean_metric(real, "student/accuracy")
+        gap = (f"{100 * (statistics.fmean(ours) - statistics.fmean(baseline)):+.2f}"
+               if ours and baseline else "-")
+        settings = sorted({extractor_label(r.tags) for r in synthetic})
+        rows.append([DATASET_TITLES.get(dataset, dataset), teacher, student, str(k),
+                     _count(group, "synthetic/images"),
+                     _mean_sd(_mean_metric(synthetic or real, "teacher/accuracy")), _mean_sd(ours),
+                     _mean_sd(baseline), gap, "; ".join(settings) or "-",
+                     str(len(synthetic or real))])
+    header = ["Dataset", "Teacher", "Student", "Per class", "Images", "Teacher acc.",
+              "Student (class visualizations)", "Student (real images)", "Difference",
+              "Extractor", "Seeds"]
+    return Section("deep", "Data-free distillation of a deep teacher (test accuracy %)", header,
+                   rows, ["Student (real images): the same number of random real training images "
+                          "per class, with the teacher's logits as targets (extractor "
+                          "real_subset): what a synthetic set of that size must beat.",
+                          "Means ± standard deviations over seeds."])
+
+
 def section10(runs: list[RunRecord]) -> Section | None:
     """Students and compressed models from k images per class (the paper's Section 10 and
     beyond it), one row per dataset, teacher, student and k."""
-    chosen = [r for r in _per_class_runs(runs) if "swap" not in r.tags]
+    chosen = [r for r in _per_class_runs(runs) if "swap" not in r.tags and not is_deep_run(r)]
     if not chosen:
         return None
     groups = _group(chosen, lambda r: (r.tags.get("dataset", ""), r.tags.get("teacher", ""),
@@ -602,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runs = fetch_runs(client, experiment.experiment_id)
     table = table5(runs)
-    sections = [section for section in (section8(runs), section10(runs), privacy(runs))
+    sections = [section for section in (section8(runs), section10(runs), deep(runs),
+                                        privacy(runs))
                 if section is not None]
     output = args.output or Path("reports") / args.experiment
     files = write_report(table, runs, output, sections)
