@@ -192,6 +192,9 @@ def test_section8_and_section10_presets_run_and_report(tmp_path, capsys):
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
     swaps = {r.data.tags["swap"]: r for r in runs if "swap" in r.data.tags}
     assert set(swaps) == {"3 from 3-vs-4", "3 from 3-vs-rest"}
+    # the readings that match the paper: 3-vs-4 keeps the targets, 3-vs-all is re-scored
+    assert swaps["3 from 3-vs-4"].data.tags["swap.targets"] == "keep"
+    assert swaps["3 from 3-vs-rest"].data.tags["swap.targets"] == "teacher"
     swap = swaps["3 from 3-vs-4"]
     # the donor teacher is the 3-vs-4 teacher trained by the subset run: reused, not retrained
     subset = next(r for r in runs if r.data.tags.get("classes") == '["3", "4"]')
