@@ -15,6 +15,14 @@ from classvis.settings import positive, require
 Init = Literal["default", "zeros", "glorot"]
 
 
+def _require_size(shape: tuple[int, ...], key: str, minimum: int, name: str, why: str) -> None:
+    """One line naming ``key`` unless the images are at least ``minimum`` pixels each way."""
+    height, width = shape[-2:]
+    require(min(height, width) >= minimum, key,
+            f"images of at least {minimum}x{minimum} pixels for {name} ({why}), dataset images "
+            f"are {height}x{width}", name)
+
+
 @dataclass(frozen=True)
 class LeNet5Settings:
     """LeNet-5 (LeCun et al. 1998): conv 5x5 (6 channels, padded) and 2x2 max-pool, conv 5x5
@@ -24,14 +32,8 @@ class LeNet5Settings:
     activation: Literal["relu", "tanh", "sigmoid", "gelu"] = "relu"
     init: Init = "default"
 
-    def check(self, key: str) -> None:
-        pass
-
     def check_input(self, shape: tuple[int, ...], key: str) -> None:
-        height, width = shape[-2:]
-        require(min(height, width) >= 12, key,
-                f"images of at least 12x12 pixels for lenet5 (two 5x5 convolutions and two "
-                f"2x2 poolings), dataset images are {height}x{width}", "lenet5")
+        _require_size(shape, key, 12, "lenet5", "two 5x5 convolutions and two 2x2 poolings")
 
     @property
     def label(self) -> str:
@@ -79,14 +81,8 @@ class ResNet18Settings:
     name: Literal["resnet18"] = "resnet18"
     init: Init = "default"
 
-    def check(self, key: str) -> None:
-        pass
-
     def check_input(self, shape: tuple[int, ...], key: str) -> None:
-        height, width = shape[-2:]
-        require(min(height, width) >= 8, key,
-                f"images of at least 8x8 pixels for resnet18 (three stride-2 stages), dataset "
-                f"images are {height}x{width}", "resnet18")
+        _require_size(shape, key, 8, "resnet18", "three stride-2 stages")
 
     @property
     def label(self) -> str:
