@@ -51,7 +51,7 @@ def test_a_diversity_sweep_gets_a_row_and_a_line_per_setting(tmp_path, captured_
     assert rows[("class_vis (start_std=0.3, diversity=1.0)", "100")][7] == "55.00"
     assert rows[("class_vis (start_std=0.3, diversity=100.0)", "100")][7] == "95.00"
 
-    written = report.per_class_figure(runs, tmp_path)
+    written = report.accuracy_vs_images_figures(runs, tmp_path)
     assert [path.name for path in written] == ["accuracy_vs_images_mnist_mlp30_mlp30.png"]
     assert captured_curves["student (mlp30; class_vis (start_std=0.3, diversity=100.0))"] == (
         [1000], [0.95])
@@ -64,7 +64,7 @@ def test_one_setting_per_count_is_one_line_across_the_counts(tmp_path, captured_
             record(3, 100, 0, 0.95, "start_std=0.3, diversity=100.0"),
             # a re-run of a cell replaces the earlier run of that seed
             record(4, 100, 0, 0.96, "start_std=0.3, diversity=100.0", compressed=0.8)]
-    report.per_class_figure(runs, tmp_path)
+    report.accuracy_vs_images_figures(runs, tmp_path)
     assert captured_curves["student (mlp30)"] == ([10, 100, 1000], [0.50, 0.60, 0.96])
     assert captured_curves["compressed (frozen rows, biases trained)"] == (
         [10, 100, 1000], [0.7, 0.7, 0.8])
@@ -78,7 +78,7 @@ def test_student_recipes_are_told_apart_only_where_a_cell_has_several(tmp_path, 
     students = {(row[3], row[5]): row[7] for row in report.section10(runs).rows}
     assert students == {("1", "mlp30"): "50.00", ("100", "mlp30 (student lr=0.001)"): "95.00",
                         ("100", "mlp30 (paper recipe)"): "40.00"}
-    report.per_class_figure(runs, tmp_path)
+    report.accuracy_vs_images_figures(runs, tmp_path)
     assert captured_curves["student (mlp30; class_vis (diversity=100.0); student lr=0.001)"] == (
         [1000], [0.95])
     assert captured_curves["student (mlp30; class_vis (diversity=100.0))"] == ([1000], [0.40])
@@ -105,7 +105,7 @@ def test_a_table5_cell_never_mixes_seeds_of_different_recipes(tmp_path):
     assert cell.values == [0.90, 0.92, 0.94] and cell.recipe == ""
     assert [(d, c, o.recipe, o.values) for d, c, o in table.others] == [
         ("mnist", "Class Vis.", "student lr=0.5", [0.50])]
-    document = report._markdown_document(table)
+    document = report.markdown_document(table)
     assert "| MNIST | 92.00 ± 0.00 | 92.00 ± 2.00 |" in document
     assert ("- MNIST / Class Vis.: student lr=0.5: 50.00 (1 seed); in the table: defaults"
             in document)
@@ -203,6 +203,6 @@ def test_the_deep_section_sets_synthetic_students_against_real_images_of_the_sam
     assert section.rows[1][6:9] == ["98.00", "99.00", "-1.00"]
     # the dense run stays in Section 10, the deep ones leave it
     assert [row[1] for row in report.section10(runs).rows] == ["mlp30"]
-    report.per_class_figure(runs, tmp_path)
+    report.accuracy_vs_images_figures(runs, tmp_path)
     assert {"student (lenet5; class_vis (jitter=2))", "student (lenet5; real_subset)"} <= set(
         captured_curves)

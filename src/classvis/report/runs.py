@@ -1,0 +1,85 @@
+"""Reading runs back from MLflow and telling which experiment's protocol each belongs to, by its
+tags (never by run names or order)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+REPORT_KIND = "report"  # the classvis.kind tag of the report's summary runs
+DATASET_TITLES = {"mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
+                  "cifar10_jpg": "CIFAR-10 (JPEG)", "digits": "Digits (8x8)"}
+TABLE5_TEACHER = "linear"  # the paper's Table 5 teachers: softmax regression
+CONV_ARCHITECTURES = ("lenet5", "convnet", "resnet18")
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    start_time: int
+    tags: dict[str, str]
+    metrics: dict[str, float]
+
+
+def fetch_runs(client, experiment_id: str) -> list[RunRecord]:
+    """Every FINISHED experiment run (summary runs excluded), following MLflow's pagination."""
+    records, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'",
+                                  max_results=1000, page_token=token)
+        for run in page:
+            if run.data.tags.get("classvis.kind") == REPORT_KIND:
+                continue
+            records.append(RunRecord(run.info.run_id, run.info.start_time, dict(run.data.tags),
+                                     dict(run.data.metrics)))
+        token = page.token
+        if not token:
+            return records
+
+
+def latest_per_seed(runs: list[RunRecord]) -> list[RunRecord]:
+    """One run per seed: a re-run of the same cell replaces the earlier one."""
+    latest: dict[str, RunRecord] = {}
+    for run in sorted(runs, key=lambda r: r.start_time):
+        latest[run.tags.get("seed", "")] = run
+    return [latest[seed] for seed in sorted(latest)]
+
+
+def latest_runs_by(runs: list[RunRecord], key: Callable[[RunRecord], tuple]
+                   ) -> dict[tuple, list[RunRecord]]:
+    """The runs grouped by ``key(run)``, each group reduced to its latest run per seed."""
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        groups[key(run)].append(run)
+    return {k: latest_per_seed(v) for k, v in groups.items()}
+
+
+def ordered_datasets(datasets: Iterable[str]) -> list[str]:
+    """The paper's datasets in its order, then any others alphabetically."""
+    known = [name for name in DATASET_TITLES if name in datasets]
+    return known + sorted(set(datasets) - set(known))
+
+
+def is_table5_run(run: RunRecord) -> bool:
+    """A run of the paper's Table 5 protocol: linear teacher on all classes of a dataset, one
+    image per class, no swap or compression stage."""
+    tags = run.tags
+    return (tags.get("teacher") == TABLE5_TEACHER and "dataset" in tags
+            and tags.get("per_class", "1") == "1"
+            and not any(key in tags for key in ("swap", "classes", "one_vs_rest", "compress",
+                                                "synthetic_file")))
+
+
+def is_deep_run(run: RunRecord) -> bool:
+    """A run of a convolutional teacher, or of the real-image baseline (the deep section's)."""
+    return (run.tags.get("teacher", "").startswith(CONV_ARCHITECTURES)
+            or run.tags.get("extractor") == "real_subset")
+
+
+def per_class_runs(runs: list[RunRecord]) -> list[RunRecord]:
+    """Runs outside Table 5's protocol that extracted their own set: k per class, other
+    teachers, compression."""
+    return [r for r in runs if "synthetic_file" not in r.tags and (
+        r.tags.get("teacher") != TABLE5_TEACHER or r.tags.get("per_class", "1") != "1"
+        or "compress" in r.tags)]
