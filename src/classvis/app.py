@@ -209,7 +209,7 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[floa
             {"teacher/loss": loss}, step=epoch), progress=progress)
         logging_started = time.perf_counter()
         run.set_tags({"teacher_source": result.teacher_source, "teacher_key": result.teacher_key,
-                      "class_names": json.dumps(result.data.class_names)})
+                      "class_names": json.dumps(result.class_names)})
         if result.file_info is not None:
             run.set_tags({"test_set": "real" if result.test_unavailable is None else "unavailable"})
         if result.swap is not None:

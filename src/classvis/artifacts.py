@@ -36,7 +36,7 @@ def _write_swap_figures(result: RunResult, folder: Path, title: str) -> None:
     """Both teachers' visualizations side by side, and which image of the student's set came
     from where (swap/origin.csv)."""
     swap = result.swap
-    base_names = result.data.class_names
+    base_names = result.class_names
     donor_names = swap.donor_data.class_names
     rows = {
         "base teacher": (swap.base_images.images,
@@ -61,13 +61,14 @@ def _write_swap_figures(result: RunResult, folder: Path, title: str) -> None:
 def _write_privacy(result: RunResult, folder: Path, title: str) -> None:
     """Each synthetic image (at most GRID_PER_CLASS per class) above its nearest training image,
     and every image's distance in privacy/nearest_train.csv."""
-    names = result.data.class_names
+    names, data, privacy = result.class_names, result.data, result.privacy
+    assert data is not None and privacy is not None  # measured against a real training set
     images, labels = result.synthetic.images, result.synthetic.labels
-    found = result.privacy.synthetic
+    found = privacy.synthetic
     (folder / "privacy").mkdir(exist_ok=True)
     _write_report_csv(folder / "privacy" / "nearest_train.csv", [
         {"index": index, "class": names[label], "distance": f"{float(distance):.6g}",
-         "train_index": int(where), "train_class": names[int(result.data.train_y[where])]}
+         "train_index": int(where), "train_class": names[int(data.train_y[where])]}
         for index, (label, distance, where) in enumerate(zip(
             labels.tolist(), found.distances, found.indices.tolist()))])
     shown = _first_per_class(labels, GRID_PER_CLASS)
@@ -79,10 +80,10 @@ def _write_privacy(result: RunResult, folder: Path, title: str) -> None:
         rows[f"synthetic{suffix}"] = (images[group], [names[int(labels[i])] for i in group])
         where = found.indices[group]
         rows[f"nearest train{suffix}"] = (
-            result.data.train_x[where],
+            data.train_x[where],
             [f"d={float(found.distances[i]):.2f}" for i in group])
     plots.save(plots.image_rows(rows, f"Nearest training images (distance ratio "
-                                      f"{result.privacy.ratio:.2f}): {title}"),
+                                      f"{privacy.ratio:.2f}): {title}"),
                folder / "privacy" / "nearest_training_images.png")
 
 
@@ -94,7 +95,7 @@ def _per_class_models(result: RunResult) -> tuple[str, ...]:
 
 def run_metrics(result: RunResult) -> dict[str, float]:
     metrics: dict[str, float] = {}
-    names = [metric_key(name) for name in result.data.class_names]
+    names = [metric_key(name) for name in result.class_names]
     for model, evaluation in result.evaluations.items():
         metrics[f"{model}/accuracy"] = evaluation.accuracy
     metrics.update(result.view_accuracies)
@@ -120,7 +121,7 @@ def run_metrics(result: RunResult) -> dict[str, float]:
         metrics["compressed/final_loss"] = result.compressed.epoch_losses[-1]
     if result.swap is not None:
         swap = result.swap
-        key = metric_key(result.data.class_names[swap.base_class])
+        key = metric_key(result.class_names[swap.base_class])
         for model in ("student", "baseline_student"):
             false_pos, false_neg = class_errors(result.evaluations[model].confusion,
                                                 swap.base_class)
@@ -155,7 +156,7 @@ def _write_report_csv(path: Path, rows: list[dict]) -> None:
 
 def write_artifacts(result: RunResult, folder: Path, title: str) -> list[Path]:
     """Write the run's figures, tables and synthetic set under ``folder``; return the files."""
-    names = result.data.class_names
+    names = result.class_names
     (folder / "confusion").mkdir(parents=True, exist_ok=True)
     (folder / "metrics").mkdir(parents=True, exist_ok=True)
     highlight = result.swap.base_class if result.swap is not None else None

@@ -1,10 +1,11 @@
-"""The whole run's settings, parsed and cross-checked from the composed Hydra config at the door."""
+"""The whole run's settings, parsed and cross-checked from the composed Hydra config at the door
+(the one module that reads the config framework's objects)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,132 +14,19 @@ from omegaconf import DictConfig, OmegaConf
 from classvis.compress import CompressSettings
 from classvis.data import DatasetSettings
 from classvis.device import resolve_device
-from classvis.extract import EXTRACTORS
+from classvis.extract import EXTRACTORS, ExtractorSettings
 from classvis.fit import TrainerSettings
-from classvis.models import AnyArchitecture, has_batchnorm, is_dense, parse_architecture
+from classvis.models import has_batchnorm, is_dense, parse_architecture
 from classvis.privacy import PrivacySettings
-from classvis.progress import Mode, check_mode
+from classvis.progress import check_mode
+from classvis.runsettings import RunSettings, SourceFile
 from classvis.settings import ConfigError, parse, require
 from classvis.swap import SwapSettings
 from classvis.teacher_cache import TeacherCacheSettings
 from classvis.track import TrackingSettings, absolute_uri
 
 
-BALANCE_LABELS = {"none": "", "train": ", balanced train set", "train_and_test": ", balanced"}
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    dataset: DatasetSettings
-    teacher: AnyArchitecture
-    student: AnyArchitecture
-    extractor_name: str
-    extractor: Any
-    trainer: TrainerSettings
-    seed: int
-    tracking: TrackingSettings
-    teacher_cache: TeacherCacheSettings
-    swap: SwapSettings = SwapSettings()
-    compress: CompressSettings = CompressSettings()
-    privacy: PrivacySettings = PrivacySettings()
-    force: bool = False
-    progress: Mode = "auto"
-    device: str = "cpu"   # resolved: cpu, cuda:N or mps
-    # dataset=synthetic: the file's header (what it was extracted from), read at validation
-    source: dict[str, str] | None = None
-
-    @property
-    def per_class(self) -> int:
-        """Images per class the extractor makes (1 for extractors without the option)."""
-        return getattr(self.extractor, "per_class", 1)
-
-    @property
-    def from_file(self) -> bool:
-        """The student learns from a synthetic set file: no teacher, no extraction."""
-        return self.source is not None
-
-    @property
-    def dataset_name(self) -> str:
-        """The dataset's name (the source dataset's, for a synthetic set file)."""
-        if self.source is not None:
-            return json.loads(self.source.get("source_dataset", "{}")).get("name", "unknown")
-        return self.dataset.name
-
-    @property
-    def teacher_label(self) -> str:
-        if self.source is not None:
-            return self.source.get("teacher", "unknown teacher")
-        return self.teacher.label
-
-    @property
-    def dataset_label(self) -> str:
-        """``mnist``, ``mnist[3,4]``, ``mnist[3 vs rest]``."""
-        if self.source is not None:
-            return self.source.get("dataset", "unknown dataset")
-        if self.dataset.classes is not None:
-            return f"{self.dataset.name}[{','.join(self.dataset.classes)}]"
-        if self.dataset.one_vs_rest is not None:
-            balance = BALANCE_LABELS[self.dataset.one_vs_rest_balance]
-            return f"{self.dataset.name}[{self.dataset.one_vs_rest} vs rest{balance}]"
-        return self.dataset.name
-
-    @property
-    def one_vs_rest_balance(self) -> str | None:
-        """How the run's one-vs-rest sets (its own or its swap donor's) are balanced; None when
-        it has none."""
-        if self.source is None and (self.dataset.one_vs_rest is not None
-                                    or self.swap.donor_one_vs_rest is not None):
-            return self.dataset.one_vs_rest_balance
-        return None
-
-    @property
-    def extractor_label(self) -> str:
-        """``class_vis``, ``class_vis x10`` (10 per class), ``class_vis (3 from 3-vs-4)``."""
-        if self.source is not None:
-            return f"{self.source.get('extractor', 'unknown extractor')} [file]"
-        label = self.extractor_name
-        if self.per_class > 1:
-            label += f" x{self.per_class}"
-        if self.swap.enabled:
-            label += f" ({self.swap.label})"
-        return label
-
-    @property
-    def extractor_variant(self) -> str:
-        """The extractor's settings that differ from its defaults (``l2=0.135``), per_class
-        aside; empty for the defaults. Tells synthetic sets of one extractor apart."""
-        if self.source is not None:
-            return ""
-        return _differences(self.extractor, skip=("per_class",))
-
-    @property
-    def student_variant(self) -> str:
-        """The student recipe's settings (``trainer.student``) that differ from the paper's
-        (``optimizer=adam, lr=0.001``); empty for the paper's recipe. Tells apart runs that
-        trained the same architecture another way."""
-        return _differences(self.trainer.student)
-
-    @property
-    def teacher_variant(self) -> str:
-        """The teacher recipe's settings (``trainer.teacher``) that differ from the paper's
-        (``epochs=2``); empty for the paper's recipe."""
-        return _differences(self.trainer.teacher)
-
-    @property
-    def run_name(self) -> str:
-        compressed = " + compress" if self.compress.enabled else ""
-        return (f"{self.dataset_label} | {self.teacher_label} -> {self.extractor_label} -> "
-                f"{self.student.label}{compressed} | seed {self.seed}")
-
-
-def _differences(settings: Any, skip: tuple[str, ...] = ()) -> str:
-    """``name=value`` for every field of a settings dataclass that differs from its default."""
-    defaults = type(settings)()
-    return ", ".join(f"{f.name}={getattr(settings, f.name)}" for f in fields(settings)
-                     if f.name not in skip and getattr(settings, f.name) != getattr(defaults, f.name))
-
-
-def _parse_extractor(node: Any) -> tuple[str, Any]:
+def _parse_extractor(node: Any) -> tuple[str, ExtractorSettings]:
     require(isinstance(node, dict) and "name" in node, "extractor.name", "an extractor name",
             None)
     options = dict(node)
@@ -165,6 +53,31 @@ def config_digest(resolved: dict) -> str:
 
 def _absolute(path: str | None, base: Path) -> str | None:
     return None if path is None else str((base / Path(path).expanduser()).resolve())
+
+
+def _read_source_file(settings: RunSettings) -> SourceFile:
+    """Read a synthetic set file once, and parse the real dataset its header names (where its
+    test set would be found on this machine: ``dataset.test_root``, else the recorded root)."""
+    from classvis.synthetic import SyntheticSet
+
+    path = settings.dataset.path
+    try:
+        synthetic = SyntheticSet.load(path)
+    except ValueError as error:
+        raise ConfigError("dataset.path", "a classvis synthetic set file", str(error)) from None
+    header = synthetic.metadata
+    seed = int(header.get("seed", settings.seed))
+    if "source_dataset" not in header:
+        return SourceFile(path, synthetic, None, seed, "the file does not record its source dataset")
+    source = json.loads(header["source_dataset"])
+    if settings.dataset.test_root is not None:
+        source["root"] = settings.dataset.test_root
+    source.update(download=False, cache=settings.dataset.cache,
+                  cache_dir=settings.dataset.cache_dir)
+    try:
+        return SourceFile(path, synthetic, parse(DatasetSettings, source, "dataset.source"), seed)
+    except ConfigError as error:
+        return SourceFile(path, synthetic, None, seed, str(error))
 
 
 def _check_architectures(settings: RunSettings) -> None:
@@ -240,15 +153,7 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
     )
     require(isinstance(settings.force, bool), "force", "true or false", settings.force)
     if settings.dataset.loader == "synthetic":
-        from dataclasses import replace
-
-        from classvis.synthetic import read_metadata
-
-        try:  # the header alone, once: what the file was extracted from
-            source = read_metadata(settings.dataset.path)
-        except ValueError as error:
-            raise ConfigError("dataset.path", "a classvis synthetic set file", str(error)) from None
-        settings = replace(settings, source=source)
+        settings = replace(settings, source_file=_read_source_file(settings))
         student = settings.trainer.student
         require(student.start == "own_init", "trainer.student.start",
                 "own_init with dataset=synthetic (a file carries no teacher to start from)",
@@ -279,4 +184,4 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
     return settings
 
 
-__all__ = ["ConfigError", "RunSettings", "run_settings"]
+__all__ = ["ConfigError", "RunSettings", "config_digest", "run_settings"]

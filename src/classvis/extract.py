@@ -11,7 +11,7 @@ import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -294,6 +294,10 @@ def real_subset(teacher: nn.Module, data: ImageData, settings: RealSubsetSetting
     return SyntheticImages(data.train_x[index], data.train_y[index])
 
 
+# the settings of any registered extractor
+ExtractorSettings = ClassVisSettings | NoSettings | RealSubsetSettings
+
+
 @register("output_weights", NoSettings, needs_linear_teacher=True)
 def output_weights(teacher: nn.Module, data: ImageData, settings: NoSettings,
                    seed: int = 0, on_step: Callable[[int, float], None] | None = None
@@ -307,7 +311,7 @@ def output_weights(teacher: nn.Module, data: ImageData, settings: NoSettings,
                            torch.arange(data.num_classes, device=weights.device))
 
 
-def extract(teacher: nn.Module, data: ImageData, name: str, settings: Any,
+def extract(teacher: nn.Module, data: ImageData, name: str, settings: ExtractorSettings,
             seed: int = 0, on_step: Callable[[int, float], None] | None = None
             ) -> SyntheticImages:
     """Run extractor ``name``; ``on_step(step, loss)`` follows an iterative one's progress."""

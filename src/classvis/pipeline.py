@@ -16,7 +16,6 @@ from torch import nn
 from classvis import __version__
 
 from classvis.compress import Compressed, compress
-from classvis.config import RunSettings
 from classvis.data import ImageData, load_dataset
 from classvis.evaluate import Evaluation, evaluate
 from classvis.extract import SyntheticImages, extract, soft_targets
@@ -24,6 +23,8 @@ from classvis.fit import distill, fit
 from classvis.models import build_model, count_parameters
 from classvis.privacy import PrivacyResult, measure
 from classvis.progress import QUIET, Progress
+from classvis.runsettings import RunSettings
+from classvis.settings import ConfigError
 from classvis.swap import SwappedSet, SwapSettings, swap_class
 from classvis.synthetic import SyntheticSet
 from classvis.teacher_cache import Teacher, obtain_teacher, teacher_key
@@ -54,7 +55,8 @@ class SwapOutcome:
 
 @dataclass
 class RunResult:
-    data: ImageData
+    class_names: list[str]
+    data: ImageData | None                 # the real dataset (on the CPU); None from a file
     teacher: nn.Module | None             # None when the student learnt from a file
     student: nn.Module
     synthetic: SyntheticSet
@@ -183,21 +185,11 @@ def _provenance(settings: RunSettings, teacher_accuracy: float, teacher_paramete
 def real_test_set(settings: RunSettings) -> tuple[ImageData | None, str]:
     """The real dataset a synthetic set file came from, if it can be found on this machine
     (``dataset.test_root``, else the root recorded in the file); else None and the reason."""
-    from classvis.data import DatasetSettings
-    from classvis.settings import ConfigError, parse
-
-    recorded = settings.source.get("source_dataset")
-    if recorded is None:
-        return None, "the file does not record its source dataset"
-    source = json.loads(recorded)
-    if settings.dataset.test_root is not None:
-        source["root"] = settings.dataset.test_root
-    source.update(download=False, cache=settings.dataset.cache,
-                  cache_dir=settings.dataset.cache_dir)
-    seed = int(settings.source.get("seed", settings.seed))
+    source = settings.source_file
+    if source is None or source.source_dataset is None:
+        return None, source.why_no_source if source else "the run has no synthetic set file"
     try:
-        return load_dataset(parse(DatasetSettings, source, "dataset.source"),
-                            stage_seed(seed, "data/balance")), ""
+        return load_dataset(source.source_dataset, stage_seed(source.source_seed, "data/balance")), ""
     except (ConfigError, OSError, RuntimeError, ValueError) as error:
         return None, str(error)
 
@@ -207,7 +199,7 @@ def _run_from_file(settings: RunSettings, progress: Progress) -> RunResult:
     dataset the file came from when that is available here."""
     seconds: dict[str, float] = {}
     with _timed(seconds, "load"):
-        synthetic = SyntheticSet.load(settings.dataset.path)
+        synthetic = settings.source_file.synthetic
         real, why_not = real_test_set(settings)
     names = synthetic.class_names
     if real is not None and (real.class_names != names
@@ -220,16 +212,11 @@ def _run_from_file(settings: RunSettings, progress: Progress) -> RunResult:
         student, untrained, student_losses = _student(
             settings, synthetic.image_shape, len(names), images,
             synthetic.soft_targets.to(settings.device), progress)
-    empty = torch.empty(0, *synthetic.image_shape)
-    data = ImageData(name=settings.dataset_label, class_names=list(names), train_x=empty,
-                     train_y=torch.empty(0, dtype=torch.int64),
-                     test_x=real.test_x if real is not None else empty,
-                     test_y=real.test_y if real is not None else torch.empty(0, dtype=torch.int64))
     evaluations = {}
     with _timed(seconds, "evaluate"):
         if real is not None:
-            test = data.to(settings.device)
-            evaluations = {name: evaluate(model, test.test_x, test.test_y, data.num_classes)
+            test_x, test_y = real.test_x.to(settings.device), real.test_y.to(settings.device)
+            evaluations = {name: evaluate(model, test_x, test_y, len(names))
                            for name, model in (("student", student), ("untrained", untrained))}
         with torch.no_grad():
             agreement = (student(images).argmax(1).cpu()
@@ -238,7 +225,8 @@ def _run_from_file(settings: RunSettings, progress: Progress) -> RunResult:
     if "teacher_accuracy" in synthetic.metadata:
         info["source_teacher_accuracy"] = float(synthetic.metadata["teacher_accuracy"])
     return RunResult(
-        data=data, teacher=None, student=student, synthetic=synthetic, evaluations=evaluations,
+        class_names=list(names), data=None, teacher=None, student=student, synthetic=synthetic,
+        evaluations=evaluations,
         teacher_losses=[], teacher_source="file", teacher_key=synthetic.metadata.get(
             "teacher_key", ""),
         student_losses=student_losses, extraction_info={}, parameters={
@@ -306,7 +294,7 @@ def run(settings: RunSettings,
                              obtained.key),
     )
     return RunResult(
-        data=data_on_cpu, teacher=teacher, student=student, synthetic=synthetic,
+        class_names=data.class_names, data=data_on_cpu, teacher=teacher, student=student, synthetic=synthetic,
         evaluations=evaluations, teacher_losses=teacher_losses, student_losses=student_losses,
         teacher_source=obtained.source, teacher_key=obtained.key,
         extraction_info=extracted.info, parameters=parameters, seconds=seconds,

@@ -1,0 +1,155 @@
+"""The settings of one run, typed and validated (made by ``classvis.config.run_settings`` from
+the composed Hydra config); what the pipeline reads. No config framework in here."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from classvis.compress import CompressSettings
+from classvis.data import DatasetSettings
+from classvis.extract import ExtractorSettings
+from classvis.fit import TrainerSettings
+from classvis.models import AnyArchitecture
+from classvis.privacy import PrivacySettings
+from classvis.progress import Mode
+from classvis.swap import SwapSettings
+from classvis.synthetic import SyntheticSet
+from classvis.teacher_cache import TeacherCacheSettings
+from classvis.track import TrackingSettings
+
+
+@dataclass(frozen=True, eq=False)
+class SourceFile:
+    """A synthetic set file (``dataset=synthetic``), read once when the settings are parsed: the
+    images, soft targets and header, and the real dataset it came from, parsed from the header
+    (None, with the reason, when the header does not describe a usable one)."""
+    path: str
+    synthetic: SyntheticSet
+    source_dataset: DatasetSettings | None
+    source_seed: int
+    why_no_source: str = ""
+
+    @property
+    def header(self) -> dict[str, str]:
+        return self.synthetic.metadata
+
+
+BALANCE_LABELS = {"none": "", "train": ", balanced train set", "train_and_test": ", balanced"}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    dataset: DatasetSettings
+    teacher: AnyArchitecture
+    student: AnyArchitecture
+    extractor_name: str
+    extractor: ExtractorSettings
+    trainer: TrainerSettings
+    seed: int
+    tracking: TrackingSettings
+    teacher_cache: TeacherCacheSettings
+    swap: SwapSettings = SwapSettings()
+    compress: CompressSettings = CompressSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    force: bool = False
+    progress: Mode = "auto"
+    device: str = "cpu"   # resolved: cpu, cuda:N or mps
+    # dataset=synthetic: the file, read once at validation
+    source_file: SourceFile | None = field(default=None, compare=False)
+
+    @property
+    def source(self) -> dict[str, str] | None:
+        """A synthetic set file's header (what it was extracted from); None for other runs."""
+        return None if self.source_file is None else self.source_file.header
+
+    @property
+    def per_class(self) -> int:
+        """Images per class the extractor makes (1 for extractors without the option)."""
+        return getattr(self.extractor, "per_class", 1)
+
+    @property
+    def from_file(self) -> bool:
+        """The student learns from a synthetic set file: no teacher, no extraction."""
+        return self.source is not None
+
+    @property
+    def dataset_name(self) -> str:
+        """The dataset's name (the source dataset's, for a synthetic set file)."""
+        if self.source is not None:
+            return json.loads(self.source.get("source_dataset", "{}")).get("name", "unknown")
+        return self.dataset.name
+
+    @property
+    def teacher_label(self) -> str:
+        if self.source is not None:
+            return self.source.get("teacher", "unknown teacher")
+        return self.teacher.label
+
+    @property
+    def dataset_label(self) -> str:
+        """``mnist``, ``mnist[3,4]``, ``mnist[3 vs rest]``."""
+        if self.source is not None:
+            return self.source.get("dataset", "unknown dataset")
+        if self.dataset.classes is not None:
+            return f"{self.dataset.name}[{','.join(self.dataset.classes)}]"
+        if self.dataset.one_vs_rest is not None:
+            balance = BALANCE_LABELS[self.dataset.one_vs_rest_balance]
+            return f"{self.dataset.name}[{self.dataset.one_vs_rest} vs rest{balance}]"
+        return self.dataset.name
+
+    @property
+    def one_vs_rest_balance(self) -> str | None:
+        """How the run's one-vs-rest sets (its own or its swap donor's) are balanced; None when
+        it has none."""
+        if self.source is None and (self.dataset.one_vs_rest is not None
+                                    or self.swap.donor_one_vs_rest is not None):
+            return self.dataset.one_vs_rest_balance
+        return None
+
+    @property
+    def extractor_label(self) -> str:
+        """``class_vis``, ``class_vis x10`` (10 per class), ``class_vis (3 from 3-vs-4)``."""
+        if self.source is not None:
+            return f"{self.source.get('extractor', 'unknown extractor')} [file]"
+        label = self.extractor_name
+        if self.per_class > 1:
+            label += f" x{self.per_class}"
+        if self.swap.enabled:
+            label += f" ({self.swap.label})"
+        return label
+
+    @property
+    def extractor_variant(self) -> str:
+        """The extractor's settings that differ from its defaults (``l2=0.135``), per_class
+        aside; empty for the defaults. Tells synthetic sets of one extractor apart."""
+        if self.source is not None:
+            return ""
+        return _differences(self.extractor, skip=("per_class",))
+
+    @property
+    def student_variant(self) -> str:
+        """The student recipe's settings (``trainer.student``) that differ from the paper's
+        (``optimizer=adam, lr=0.001``); empty for the paper's recipe. Tells apart runs that
+        trained the same architecture another way."""
+        return _differences(self.trainer.student)
+
+    @property
+    def teacher_variant(self) -> str:
+        """The teacher recipe's settings (``trainer.teacher``) that differ from the paper's
+        (``epochs=2``); empty for the paper's recipe."""
+        return _differences(self.trainer.teacher)
+
+    @property
+    def run_name(self) -> str:
+        compressed = " + compress" if self.compress.enabled else ""
+        return (f"{self.dataset_label} | {self.teacher_label} -> {self.extractor_label} -> "
+                f"{self.student.label}{compressed} | seed {self.seed}")
+
+
+def _differences(settings: Any, skip: tuple[str, ...] = ()) -> str:
+    """``name=value`` for every field of a settings dataclass that differs from its default."""
+    defaults = type(settings)()
+    return ", ".join(f"{f.name}={getattr(settings, f.name)}" for f in fields(settings)
+                     if f.name not in skip and getattr(settings, f.name) != getattr(defaults, f.name))
