@@ -1,6 +1,7 @@
 """How far can a linear student trained on the ten class-average images go? (Table 5, Avg. Images)
 
-    python analysis/avg_images_ceiling.py [--dataset mnist] [Hydra overrides, e.g. trainer.teacher.epochs=2]
+    python analysis/avg_images_ceiling.py [--dataset mnist] [Hydra overrides,
+        e.g. trainer.teacher.epochs=2]
 
 A linear student that starts at zero and is trained by gradient descent on the ten images A (one
 per class) only ever moves inside their span, so it is ``W = C A`` plus a bias ``b``. If it fits the
@@ -104,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--target", type=float, default=None,
-                        help="a test accuracy in percent to compare with (mnist: the paper's 86.02)")
+                        help="a test accuracy in percent to compare with "
+                             "(mnist: the paper's 86.02)")
     args, overrides = parser.parse_known_args(argv)
     os.environ.setdefault("CLASSVIS_DATA", str(ROOT.parent / "shared" / "data"))
 
@@ -143,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         ridges = {strength: (ridge_scores(images, targets, test, strength).argmax(1) == labels
                              ).double().mean().item() for strength in (0.1, 1.0, 3.0, 10.0, 30.0)}
     ceiling = family.accuracy(oracle_bias(family, labels), labels)
-    target = args.target if args.target is not None else (86.02 if args.dataset == "mnist" else None)
+    target = args.target
+    if target is None and args.dataset == "mnist":
+        target = 86.02
     print(f"dataset {args.dataset}, teacher {100 * teacher_accuracy:.2f}% "
           f"({' '.join(overrides) or 'the paper recipe'})")
     print(f"  converged student (minimum-norm fit)      {100 * converged:.2f}%")

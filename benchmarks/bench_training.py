@@ -14,6 +14,7 @@ workers (wall time and peak resident memory of the whole process tree).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import subprocess
 import sys
@@ -30,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def data_root() -> Path:
     root = Path(os.environ.get("CLASSVIS_DATA", ROOT.parent / "shared" / "data"))
     if not (root / "MNIST" / "raw").is_dir():
-        sys.exit(f"benchmark: real MNIST not found under {root}/MNIST/raw; set CLASSVIS_DATA to the "
-                 f"folder holding it")
+        sys.exit(f"benchmark: real MNIST not found under {root}/MNIST/raw; set CLASSVIS_DATA "
+                 f"to the folder holding it")
     return root
 
 
@@ -106,8 +107,8 @@ def main() -> None:
           f"({samples:,} samples), best of runs on this machine ({os.cpu_count()} cores):")
     for name, seconds in results.items():
         print(f"  {name:<13} {seconds:7.2f} s  {samples / seconds:12,.0f} samples/s")
-    print(f"  project vs conventional DataLoader loop: {results['conventional'] / results['project']:.1f}x "
-          f"faster (target >= 5x)")
+    speedup = results["conventional"] / results["project"]
+    print(f"  project vs conventional DataLoader loop: {speedup:.1f}x faster (target >= 5x)")
     print(f"  project vs bare in-memory loop: {results['project'] / results['bare']:.2f}x the time "
           f"(target <= 1.3x)")
 
@@ -117,8 +118,10 @@ def main() -> None:
                       data.num_classes, seed=0)
     fit(mlp, data.train_x, data.train_y, TeacherTraining(epochs=1, lr=0.1), seed=0)
     for label, model in (("linear", teacher), ("mlp30", mlp)):
-        steps = {}
-        seconds = timed(lambda: steps.update(class_vis(model, data, ClassVisSettings()).info), 3)
+        steps: dict[str, float] = {}
+        seconds = timed(functools.partial(
+            lambda m, found: found.update(class_vis(m, data, ClassVisSettings()).info),
+            model, steps), 3)
         print(f"class_vis extraction, 10 classes, {label} teacher: {seconds * 1000:.1f} ms "
               f"({int(steps['steps'])} ascent steps"
               f"{' to convergence' if steps['steps'] < ClassVisSettings().steps else ', the cap'}"
@@ -129,7 +132,7 @@ def main() -> None:
         for per_class in (1, 100):
             settings = ClassVisSettings(per_class=per_class, start_std=0.3, diversity=0.1,
                                         steps=500, tol=0.0)
-            fixed[per_class] = timed(lambda: class_vis(model, data, settings), 2)
+            fixed[per_class] = timed(functools.partial(class_vis, model, data, settings), 2)
         print(f"  500 steps, {label} teacher: 10 images {fixed[1] * 1000:.0f} ms, 1,000 images "
               f"{fixed[100] * 1000:.0f} ms -> {fixed[100] / fixed[1]:.1f}x the time for 100x the "
               f"images ({1000 * 500 / fixed[100]:,.0f} image-steps/s)")
@@ -140,8 +143,8 @@ def main() -> None:
 
 def sweep_benchmark(root: Path) -> None:
     rows = []
-    for label, extra in (("sequential", []),
-                         ("joblib, 2 workers", ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])):
+    joblib = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    for label, extra in (("sequential", []), ("joblib, 2 workers", joblib)):
         with tempfile.TemporaryDirectory(prefix="classvis-sweep-") as folder:
             env = {**os.environ, "CLASSVIS_DATA": str(root),
                    "CLASSVIS_CACHE": os.environ.get("CLASSVIS_CACHE", folder)}
@@ -151,7 +154,8 @@ def sweep_benchmark(root: Path) -> None:
                        f"teacher_cache.dir={folder}/teachers",
                        f"hydra.sweep.dir={folder}/sweep", *extra]
             # a fresh parent per sweep, so its children's peak RSS is this sweep's alone
-            measure = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode;"
+            measure = ("import resource, subprocess, sys; "
+                       "code = subprocess.run(sys.argv[1:]).returncode;"
                        " print('PEAK_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,"
                        " file=sys.stderr); sys.exit(code)")
             start = time.perf_counter()
@@ -164,7 +168,8 @@ def sweep_benchmark(root: Path) -> None:
             rows.append((label, seconds, peak_kb / 1024))
     print("table5 sweep (12 jobs, 3 teachers), dataset cache warm:")
     for label, seconds, peak in rows:
-        print(f"  {label:<18} {seconds:7.1f} s wall, peak RSS of its largest process {peak:7.0f} MiB")
+        print(f"  {label:<18} {seconds:7.1f} s wall, "
+              f"peak RSS of its largest process {peak:7.0f} MiB")
     print(f"  joblib vs sequential: {rows[0][1] / rows[1][1]:.2f}x faster")
 
 

@@ -58,7 +58,7 @@ def make_image_folder(root: Path, classes=("cat", "dog", "frog"), per_class=(8, 
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for split, count in zip(("train", "test"), per_class):
+    for split, count in zip(("train", "test"), per_class, strict=True):
         for index, name in enumerate(classes):
             folder = root / split / name
             folder.mkdir(parents=True, exist_ok=True)

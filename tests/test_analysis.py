@@ -6,12 +6,11 @@ import importlib.util
 from pathlib import Path
 
 import torch
+from test_numeric import LINEAR, toy_data, trained_teacher
 
 from classvis.extract import NoSettings, class_average, soft_targets
 from classvis.fit import StudentTraining, distill
 from classvis.models import build_model
-
-from test_numeric import LINEAR, toy_data, trained_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("avg_images_ceiling",
@@ -54,6 +53,7 @@ def test_gradient_descent_from_zero_converges_to_the_minimum_norm_fit():
 
 def test_the_script_runs_on_digits_and_gives_a_verdict(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CLASSVIS_CACHE", str(tmp_path / "cache"))
-    assert ceiling.main(["--dataset", "digits", "--target", "99.5", "trainer.teacher.epochs=2"]) == 0
+    assert ceiling.main(["--dataset", "digits", "--target", "99.5",
+                         "trainer.teacher.epochs=2"]) == 0
     out = capsys.readouterr().out
     assert "oracle ceiling" in out and "target 99.50%" in out

@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
-from classvis.models import (ARCHITECTURES, ConvNetSettings, LeNet5Settings, ResNet18Settings,
-                             build_model, count_parameters, parse_architecture)
-from classvis.settings import ConfigError
 from conftest import make_image_folder, make_mnist
 from test_config import settings_for
+from torch import nn
+
+from classvis.models import (
+    ARCHITECTURES,
+    ConvNetSettings,
+    LeNet5Settings,
+    ResNet18Settings,
+    build_model,
+    count_parameters,
+    parse_architecture,
+)
+from classvis.settings import ConfigError
 
 SMALL = [LeNet5Settings(), ConvNetSettings(depth=2, width=8),
          ConvNetSettings(depth=3, width=4, norm="batch"), ConvNetSettings(width=4, norm="none")]
@@ -65,8 +72,8 @@ def test_the_architecture_registry_parses_by_name_and_rejects_foreign_keys():
     with pytest.raises(ConfigError, match=r"^teacher\.name: expected one of linear, mlp, lenet5, "
                                           r"convnet, resnet18, got 'vgg'$"):
         parse_architecture({"name": "vgg"}, "teacher")
-    with pytest.raises(ConfigError, match=r"^student\.hidden: expected no such key; known keys are name, "
-                                          r"activation, init$"):
+    with pytest.raises(ConfigError, match=r"^student\.hidden: expected no such key; known keys "
+                                          r"are name, activation, init$"):
         parse_architecture({"name": "lenet5", "hidden": [30]}, "student")
     with pytest.raises(ConfigError, match=r"^teacher\.norm: expected one of"):
         parse_architecture({"name": "convnet", "norm": "layer"}, "teacher")

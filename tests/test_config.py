@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ROOT
 from hydra import compose, initialize_config_dir
 
 from classvis.config import run_settings
 from classvis.settings import ConfigError
-from conftest import ROOT
 
 
 def settings_for(*overrides: str, base_dir=None):
@@ -77,7 +77,8 @@ def test_teacher_and_student_choose_architectures_independently():
     ("trainer.teacher.epochs=2.5", "trainer.teacher.epochs: expected an integer or null, got 2.5"),
     ("trainer.teacher.steps=100", "trainer.teacher.steps: expected null when epochs is set"),
     ("trainer.student.start=teacher", "trainer.student.start: expected one of 'own_init'"),
-    ("trainer.student.loss=hinge", "trainer.student.loss: expected one of 'mse', 'kl', got 'hinge'"),
+    ("trainer.student.loss=hinge",
+     "trainer.student.loss: expected one of 'mse', 'kl', got 'hinge'"),
     ("extractor.l2=-0.1", "extractor.l2: expected a number >= 0, got -0.1"),
     ("+extractor.sharpen=2", "extractor.sharpen: expected no such key"),
     ("architecture@student=linear", None),

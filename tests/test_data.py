@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import blob_images, make_image_folder, write_idx
 
 from classvis import data as data_module
 from classvis.data import DatasetSettings, load_dataset
 from classvis.settings import ConfigError, parse
-from conftest import blob_images, make_image_folder, write_idx
 
 
 def mnist_settings(root, cache_dir, **extra) -> DatasetSettings:
@@ -60,7 +60,8 @@ def test_image_folder_loads_every_split_and_class(tmp_path):
     assert data.train_x.shape == (24, 3, 12, 12) and data.test_x.shape == (12, 3, 12, 12)
     assert data.train_y.tolist() == [0] * 8 + [1] * 8 + [2] * 8
     # the class-coloured channel is the bright one
-    assert data.train_x[data.train_y == 1][:, 1].mean() > 0.5 > data.train_x[data.train_y == 1][:, 0].mean()
+    ones = data.train_x[data.train_y == 1]
+    assert ones[:, 1].mean() > 0.5 > ones[:, 0].mean()
     assert list((root / ".classvis-cache").glob("pets-*.safetensors"))
 
 

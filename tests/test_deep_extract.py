@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 import torch
+from test_numeric import toy_data
 from torch import nn
 
 from classvis.extract import ClassVisSettings, class_vis
@@ -14,7 +15,6 @@ from classvis.fit import TeacherTraining, fit
 from classvis.models import ConvNetSettings, LeNet5Settings, build_model
 from classvis.priors import FourierImage, batchnorm_statistics
 from classvis.settings import ConfigError, parse
-from test_numeric import toy_data
 
 BN_NET = ConvNetSettings(depth=2, width=8, norm="batch")
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_config import settings_for
+from test_numeric import toy_data
 
 from classvis import device as device_module
 from classvis.device import device_name, resolve_device
 from classvis.settings import ConfigError
-from test_config import settings_for
-from test_numeric import toy_data
 
 CUDA = torch.cuda.is_available()
 

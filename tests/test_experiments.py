@@ -9,17 +9,23 @@ import math
 
 import pytest
 import torch
+from test_numeric import LINEAR, MLP, toy_data
 
 from classvis import report
 from classvis.compress import CompressSettings, FrozenRowsClassifier, compress
 from classvis.data import DatasetSettings, load_dataset
-from classvis.extract import (ClassVisSettings, SyntheticImages, class_vis, gaussian_blur,
-                              total_variation, within_class_similarity)
+from classvis.extract import (
+    ClassVisSettings,
+    SyntheticImages,
+    class_vis,
+    gaussian_blur,
+    total_variation,
+    within_class_similarity,
+)
 from classvis.fit import TeacherTraining, fit
 from classvis.models import build_model
 from classvis.settings import ConfigError, parse
 from classvis.swap import SwapSettings, swap_class
-from test_numeric import LINEAR, MLP, toy_data
 
 
 def digits(**options) -> DatasetSettings:
@@ -30,7 +36,7 @@ def test_one_vs_rest_is_balanced_relabelled_and_drawn_with_the_seed():
     full = load_dataset(digits())
     data = load_dataset(digits(one_vs_rest=3, one_vs_rest_balance="train_and_test"), seed=7)
     assert data.class_names == ["3", "not 3"]
-    for images, labels, full_labels in ((data.train_x, data.train_y, full.train_y),
+    for _images, labels, full_labels in ((data.train_x, data.train_y, full.train_y),
                                         (data.test_x, data.test_y, full.test_y)):
         positives = int((full_labels == 3).sum())
         assert int((labels == 0).sum()) == positives == int((labels == 1).sum())
@@ -70,8 +76,8 @@ def test_swap_replaces_exactly_the_class_images_and_records_their_origin():
     assert kept.labels.tolist() == [0, 0, 1, 1, 2, 2]
     assert torch.equal(kept.soft_targets, base_targets)        # "keep": the replaced targets
     scored = swap_class(base, base_targets, donor, 1, 1, donor_targets=torch.full((2, 3), -1.0))
-    assert scored.soft_targets[[2, 3]].eq(-1).all() and torch.equal(scored.soft_targets[[0, 1, 4, 5]],
-                                                                     base_targets[[0, 1, 4, 5]])
+    assert scored.soft_targets[[2, 3]].eq(-1).all()
+    assert torch.equal(scored.soft_targets[[0, 1, 4, 5]], base_targets[[0, 1, 4, 5]])
     assert torch.equal(base.images[2], torch.full((1, 2, 2), 2.0))  # the inputs are untouched
     with pytest.raises(ValueError, match="must match"):
         swap_class(base, base_targets, _tagged_set([1], 0.0), 1, 1, None)

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 CORE = ["classvis.pipeline", "classvis.runsettings", "classvis.fit", "classvis.extract",
@@ -27,10 +26,10 @@ def test_the_numeric_core_imports_no_tracking_or_config_framework(module):
 
 def test_a_synthetic_set_file_is_read_once_when_the_settings_are_parsed(tmp_path, monkeypatch):
     import torch
+    from test_config import settings_for
 
     from classvis import pipeline
     from classvis.synthetic import SyntheticSet
-    from test_config import settings_for
 
     path = tmp_path / "set.safetensors"
     SyntheticSet(torch.rand(2, 1, 8, 8), torch.randn(2, 2), torch.tensor([0, 1]), ["a", "b"],

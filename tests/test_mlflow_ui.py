@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, mlflow_server_at
 from test_sweeps import runs_of
 from test_train_e2e import train

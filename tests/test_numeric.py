@@ -9,8 +9,15 @@ import torch
 
 from classvis.data import ImageData
 from classvis.evaluate import evaluate
-from classvis.extract import (ClassVisSettings, NoSettings, class_average, class_vis, extract,
-                              output_weights, soft_targets)
+from classvis.extract import (
+    ClassVisSettings,
+    NoSettings,
+    class_average,
+    class_vis,
+    extract,
+    output_weights,
+    soft_targets,
+)
 from classvis.fit import DivergenceError, StudentTraining, TeacherTraining, distill, fit
 from classvis.models import ArchitectureSettings, build_model, count_parameters
 from classvis.settings import ConfigError

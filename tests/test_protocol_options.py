@@ -9,15 +9,15 @@ import math
 
 import pytest
 import torch
+from test_config import settings_for
+from test_experiments import digits
+from test_numeric import toy_data
 
 from classvis.data import load_dataset
 from classvis.fit import TeacherTraining, fit
 from classvis.models import ArchitectureSettings, build_model
 from classvis.pipeline import _student, stage_seed
 from classvis.settings import ConfigError, parse
-from test_config import settings_for
-from test_experiments import digits
-from test_numeric import toy_data
 
 SIGMOID = ArchitectureSettings(name="mlp", hidden=(8,), activation="sigmoid", init="glorot")
 
@@ -46,7 +46,7 @@ def test_a_teacher_trained_for_steps_takes_exactly_that_many(monkeypatch):
     b = fit(by_steps, data.train_x, data.train_y,
             TeacherTraining(batch_size=20, epochs=None, steps=20), 0)
     assert a == b
-    for p, q in zip(by_epochs.parameters(), by_steps.parameters()):
+    for p, q in zip(by_epochs.parameters(), by_steps.parameters(), strict=True):
         assert torch.equal(p, q)
 
 
@@ -83,7 +83,7 @@ def test_a_student_started_from_the_teachers_init_starts_from_its_exact_weights(
                                 stage_seed(settings.seed, "teacher/init"))
     student, untrained, _ = _student(settings, (1, 8, 8), 10, torch.rand(10, 1, 8, 8),
                                      torch.zeros(10, 10))
-    for p, q in zip(untrained.parameters(), teacher_start.parameters()):
+    for p, q in zip(untrained.parameters(), teacher_start.parameters(), strict=True):
         assert torch.equal(p, q)
     own = dataclasses.replace(settings, trainer=dataclasses.replace(
         settings.trainer, student=dataclasses.replace(settings.trainer.student,

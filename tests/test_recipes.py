@@ -7,13 +7,13 @@ import dataclasses
 
 import pytest
 import torch
+from test_numeric import LINEAR, toy_data, trained_teacher
 
 from classvis.augment import affine, crop_flip
 from classvis.extract import soft_targets
 from classvis.fit import StudentTraining, TeacherTraining, distill, fit
 from classvis.models import ConvNetSettings, build_model
 from classvis.settings import ConfigError, parse
-from test_numeric import LINEAR, toy_data, trained_teacher
 
 
 def test_crop_moves_each_image_by_its_own_offset_within_the_padding():
@@ -31,9 +31,9 @@ def test_crop_moves_each_image_by_its_own_offset_within_the_padding():
 def test_flip_mirrors_about_half_the_images_and_nothing_else():
     images = torch.rand(200, 1, 5, 5)
     out = crop_flip(images, padding=0, flip=True, generator=torch.Generator().manual_seed(0))
-    same = [torch.equal(o, i) for o, i in zip(out, images)]
-    mirrored = [torch.equal(o, i.flip(-1)) for o, i in zip(out, images)]
-    assert all(s or m for s, m in zip(same, mirrored))
+    same = [torch.equal(o, i) for o, i in zip(out, images, strict=True)]
+    mirrored = [torch.equal(o, i.flip(-1)) for o, i in zip(out, images, strict=True)]
+    assert all(s or m for s, m in zip(same, mirrored, strict=True))
     assert 70 < sum(mirrored) < 130
     assert torch.equal(crop_flip(images, 0, False, torch.Generator()), images)
 
@@ -152,8 +152,9 @@ def test_teacher_augmentation_choices_are_checked():
 
 
 def test_a_student_from_a_file_cannot_ask_a_teacher_to_score_its_views(tmp_path):
-    from classvis.synthetic import SyntheticSet
     from test_config import settings_for
+
+    from classvis.synthetic import SyntheticSet
 
     path = tmp_path / "set.safetensors"
     SyntheticSet(images=torch.rand(4, 1, 8, 8), soft_targets=torch.randn(4, 2),

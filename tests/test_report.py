@@ -6,9 +6,9 @@ import csv
 import statistics
 
 import pytest
+from test_train_e2e import all_artifacts, client_for, train
 
 from classvis import report
-from test_train_e2e import all_artifacts, client_for, train
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,5 @@
-"""The report keeps runs made with other settings apart: Section 10 rows and lines, Table 5 cells."""
+"""The report keeps runs made with other settings apart: Section 10 rows and lines, Table 5
+cells."""
 
 from __future__ import annotations
 
@@ -168,7 +169,7 @@ def test_section8_keeps_one_vs_rest_balances_apart_and_shows_both_test_sets():
             one_vs_rest_record(3, 0, "train", 0.90, 0.90, 0.94),
             one_vs_rest_record(4, 0, None, 0.94, 0.91, 0.94)]   # before the tag: balanced both
     section = report.section8(runs)
-    rows = {row[1]: dict(zip(section.header, row)) for row in section.rows}
+    rows = {row[1]: dict(zip(section.header, row, strict=True)) for row in section.rows}
     assert set(rows) == {"3 vs rest (all images)", "3 vs rest (balanced train set)",
                          "3 vs rest (balanced)"}
     every = rows["3 vs rest (all images)"]

@@ -7,7 +7,6 @@ import math
 
 import pytest
 import yaml
-
 from test_sweeps import runs_of
 from test_train_e2e import train
 
@@ -38,7 +37,8 @@ def test_optuna_search_maximises_student_accuracy_over_real_runs(tmp_path):
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     accuracies = [r.data.metrics["student/accuracy"] for r in runs]
     assert math.isclose(best["best_value"], max(accuracies))
-    winners = {float(r.data.params["extractor.l2"]) for r, accuracy in zip(runs, accuracies)
+    winners = {float(r.data.params["extractor.l2"])
+               for r, accuracy in zip(runs, accuracies, strict=True)
                if accuracy == max(accuracies)}
     assert any(math.isclose(best["best_params"]["extractor.l2"], l2) for l2 in winners)
     assert "Best value" in result.stderr + result.stdout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from test_train_e2e import client_for, train
 
 pytestmark = pytest.mark.slow

@@ -6,10 +6,10 @@ import pickle
 
 import pytest
 import torch
+from conftest import MaliciousPickle
 
 from classvis.synthetic import SyntheticSet
 from classvis.track import flatten, metric_key
-from conftest import MaliciousPickle
 
 
 def test_round_trip_is_exact(tmp_path):
@@ -31,7 +31,7 @@ def test_a_pickle_is_refused_not_executed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     crafted = tmp_path / "set.safetensors"
     crafted.write_bytes(pickle.dumps(MaliciousPickle()))
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="not a safetensors file"):
         SyntheticSet.load(crafted)
     assert not (tmp_path / "PWNED").exists()
 

@@ -7,13 +7,13 @@ import pickle
 
 import pytest
 import torch
+from conftest import MaliciousPickle
+from test_numeric import toy_data
 
 from classvis import fit as fit_module
 from classvis.fit import TeacherTraining, fit
 from classvis.models import ArchitectureSettings, build_model
 from classvis.teacher_cache import TeacherCacheSettings, obtain_teacher, teacher_key
-from conftest import MaliciousPickle
-from test_numeric import toy_data
 
 LINEAR = ArchitectureSettings(name="linear")
 TRAINING = TeacherTraining(lr=0.5, batch_size=20, epochs=3)
@@ -42,7 +42,7 @@ def test_same_settings_reuse_the_trained_teacher(tmp_path):
     assert (second.source, retrained) == ("cache", 0)
     assert second.key == first.key and second.epoch_losses == first.epoch_losses
     for (name, a), (_, b) in zip(first.model.state_dict().items(),
-                                 second.model.state_dict().items()):
+                                 second.model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     files = list(tmp_path.glob("*.safetensors"))
     assert len(files) == 1 and files[0].name.startswith("toy-linear-")

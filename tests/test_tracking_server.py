@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from classvis.synthetic import SyntheticSet
 from conftest import mlflow_server_at
 from test_train_e2e import all_artifacts, train
+
+from classvis.synthetic import SyntheticSet
 
 pytestmark = pytest.mark.slow
 

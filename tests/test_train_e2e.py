@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, make_mnist
 
 from classvis.synthetic import SyntheticSet
-from conftest import ROOT, make_mnist
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +61,7 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
     assert [run.info.run_name for run in runs] == [
         "digits | linear -> class_vis -> linear | seed 0",
         "mnist | linear -> class_vis -> linear | seed 0"]
-    for run, job in zip(runs, ("0", "1")):
+    for run, job in zip(runs, ("0", "1"), strict=True):
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
         assert (tags["extractor"], tags["teacher"], tags["student"], tags["seed"]) == (
             "class_vis", "linear", "linear", "0")

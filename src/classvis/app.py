@@ -25,14 +25,20 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from classvis import artifacts, pipeline
-from classvis.config import RunSettings, config_digest, run_settings
+from classvis.config import RunSettings, config_digest, resolved_mapping, run_settings
 from classvis.device import device_name
 from classvis.fit import DivergenceError
 from classvis.progress import Progress, quiet_mlflow_when
 from classvis.settings import ConfigError, parse
 from classvis.synthetic import file_digest
-from classvis.track import (TrackingSettings, absolute_uri, connect, finished_run_with_tag,
-                            flatten, tracked_run)
+from classvis.track import (
+    TrackingSettings,
+    absolute_uri,
+    connect,
+    finished_run_with_tag,
+    flatten,
+    tracked_run,
+)
 
 log = logging.getLogger("classvis")
 STATUS_FILE = "classvis_status.json"
@@ -61,7 +67,7 @@ def current_job() -> Job:
     hydra = HydraConfig.get()
     return Job(
         multirun=hydra.mode == RunMode.MULTIRUN,
-        number=hydra.job.get("num"),
+        number=getattr(hydra.job, "num", None),
         overrides=" ".join(hydra.overrides.task),
         base_dir=Path(hydra.runtime.cwd),
         output_dir=Path(hydra.runtime.output_dir),
@@ -105,19 +111,19 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
     if settings.dataset.classes is not None:
         tags["classes"] = json.dumps(list(settings.dataset.classes))
     if settings.dataset.one_vs_rest is not None:
-        tags["one_vs_rest"] = settings.dataset.one_vs_rest
+        tags["one_vs_rest"] = str(settings.dataset.one_vs_rest)
     if settings.one_vs_rest_balance is not None:
         tags["one_vs_rest_balance"] = settings.one_vs_rest_balance
     if settings.swap.enabled:
         tags["swap"] = settings.swap.label
-        tags["swap.class"] = settings.swap.replace
+        tags["swap.class"] = str(settings.swap.replace)
         tags["swap.targets"] = settings.swap.targets
     if settings.compress.enabled:
         tags["compress"] = "biases"
     if settings.source is not None:
         tags.update({"extractor": settings.source.get("extractor_name", "unknown"),
                      "per_class": settings.source.get("per_class", "1"),
-                     "synthetic_file": settings.dataset.path})
+                     "synthetic_file": str(settings.dataset.path)})
         for key in ("run_id", "experiment"):
             if key in settings.source:
                 tags[f"synthetic_source_{key}"] = settings.source[key]
@@ -191,10 +197,10 @@ def _skip_if_finished(experiment_id: str, digest: str, settings: RunSettings,
 def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[float, str | None]:
     started = time.perf_counter()
     experiment_id = connect(settings.tracking)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = resolved_mapping(cfg, "config")
     resolved["device"] = settings.device   # where "auto" led on this machine
-    if settings.from_file:  # the file's content, not its name, determines the run
-        resolved["dataset"]["sha256"] = file_digest(settings.dataset.path)
+    if settings.source_file is not None:  # the file's content, not its name, determines the run
+        resolved["dataset"]["sha256"] = file_digest(settings.source_file.path)
     digest = config_digest(resolved)
     skipped = _skip_if_finished(experiment_id, digest, settings, job)
     if skipped is not None:
@@ -219,8 +225,8 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[floa
         if result.teacher_source == "cache":  # the stored curve, so every run shows it
             series["teacher/loss"] = list(enumerate(result.teacher_losses, start=1))
         run.log_series(series)
-        with tempfile.TemporaryDirectory(prefix="classvis-") as folder:
-            folder = Path(folder)
+        with tempfile.TemporaryDirectory(prefix="classvis-") as staging:
+            folder = Path(staging)
             (folder / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
             artifacts.write_artifacts(result, folder, name)
             run.log_artifacts(folder)
@@ -263,7 +269,7 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
-            tracking = OmegaConf.to_container(config.tracking, resolve=True)
+            tracking = resolved_mapping(config.tracking, "tracking")
             tracking["uri"] = absolute_uri(tracking["uri"], Path.cwd())
             connect(parse(TrackingSettings, tracking, "tracking"))
         except Exception as error:  # each job reports its own config errors

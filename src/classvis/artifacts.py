@@ -36,6 +36,7 @@ def _write_swap_figures(result: RunResult, folder: Path, title: str) -> None:
     """Both teachers' visualizations side by side, and which image of the student's set came
     from where (swap/origin.csv)."""
     swap = result.swap
+    assert swap is not None  # called for swap runs only
     base_names = result.class_names
     donor_names = swap.donor_data.class_names
     rows = {
@@ -47,7 +48,7 @@ def _write_swap_figures(result: RunResult, folder: Path, title: str) -> None:
                           [f"{base_names[label]} ({origin})" if origin != "base"
                            else base_names[label]
                            for label, origin in zip(swap.swapped.labels.tolist(),
-                                                    swap.swapped.origin)]),
+                                                    swap.swapped.origin, strict=True)]),
     }
     (folder / "swap").mkdir(exist_ok=True)
     plots.save(plots.image_rows(rows, f"Swap {swap.settings.label}: {title}"),
@@ -55,7 +56,7 @@ def _write_swap_figures(result: RunResult, folder: Path, title: str) -> None:
     _write_report_csv(folder / "swap" / "origin.csv", [
         {"index": index, "class": base_names[label], "origin": origin}
         for index, (label, origin) in enumerate(zip(swap.swapped.labels.tolist(),
-                                                    swap.swapped.origin))])
+                                                    swap.swapped.origin, strict=True))])
 
 
 def _write_privacy(result: RunResult, folder: Path, title: str) -> None:
@@ -70,7 +71,7 @@ def _write_privacy(result: RunResult, folder: Path, title: str) -> None:
         {"index": index, "class": names[label], "distance": f"{float(distance):.6g}",
          "train_index": int(where), "train_class": names[int(data.train_y[where])]}
         for index, (label, distance, where) in enumerate(zip(
-            labels.tolist(), found.distances, found.indices.tolist()))])
+            labels.tolist(), found.distances, found.indices.tolist(), strict=True))])
     shown = _first_per_class(labels, GRID_PER_CLASS)
     rows: dict[str, tuple] = {}
     one_row = len(shown) <= GRID_PER_CLASS  # one image per class: a single pair of rows
@@ -102,7 +103,7 @@ def run_metrics(result: RunResult) -> dict[str, float]:
     for model in _per_class_models(result):
         evaluation = result.evaluations[model]
         for measure in ("precision", "recall", "f1"):
-            for name, value in zip(names, getattr(evaluation, measure)):
+            for name, value in zip(names, getattr(evaluation, measure), strict=True):
                 metrics[f"{model}/{measure}/{name}"] = float(value)
     metrics["student/final_loss"] = result.student_losses[-1]
     metrics["student/steps"] = float(len(result.student_losses))
@@ -143,7 +144,7 @@ def _write_confusion_csv(path: Path, confusion, class_names: list[str]) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["true \\ predicted", *class_names])
-        for name, row in zip(class_names, confusion):
+        for name, row in zip(class_names, confusion, strict=True):
             writer.writerow([name, *(int(count) for count in row)])
 
 
@@ -177,7 +178,7 @@ def write_artifacts(result: RunResult, folder: Path, title: str) -> list[Path]:
     if result.swap is not None:
         origin = result.swap.swapped.origin
         tile_names = [f"{name} ({origin[i]})" if origin[i] != "base" else name
-                      for name, i in zip(tile_names, shown.tolist())]
+                      for name, i in zip(tile_names, shown.tolist(), strict=True)]
     more = "" if len(shown) == len(synthetic.images) else (
         f" (first {GRID_PER_CLASS} of {len(synthetic.images) // len(names)} per class)")
     plots.save(plots.image_grid(synthetic.images[shown], tile_names,

@@ -39,6 +39,8 @@ class CompressSettings:
 class FrozenRowsClassifier(nn.Module):
     """Scores ``x . row + bias`` for each frozen row; class score = log-sum-exp over its rows."""
 
+    rows: torch.Tensor  # a buffer: the frozen rows, sorted by class
+
     def __init__(self, rows: torch.Tensor, labels: torch.Tensor, num_classes: int):
         super().__init__()
         per_class = torch.bincount(labels, minlength=num_classes)

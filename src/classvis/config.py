@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from classvis.compress import CompressSettings
 from classvis.data import DatasetSettings
 from classvis.device import resolve_device
-from classvis.extract import EXTRACTORS, ExtractorSettings
+from classvis.extract import EXTRACTORS, ClassVisSettings, ExtractorSettings
 from classvis.fit import TrainerSettings
 from classvis.models import has_batchnorm, is_dense, parse_architecture
 from classvis.privacy import PrivacySettings
@@ -24,6 +24,14 @@ from classvis.settings import ConfigError, parse, require
 from classvis.swap import SwapSettings
 from classvis.teacher_cache import TeacherCacheSettings
 from classvis.track import TrackingSettings, absolute_uri
+
+
+def resolved_mapping(node: Any, key: str, throw_on_missing: bool = False) -> dict[str, Any]:
+    """A config node resolved into plain Python containers; ``ConfigError`` unless a mapping."""
+    container = OmegaConf.to_container(node, resolve=True, throw_on_missing=throw_on_missing)
+    if not isinstance(container, dict):
+        raise ConfigError(key, "a mapping", container)
+    return {str(name): value for name, value in container.items()}
 
 
 def _parse_extractor(node: Any) -> tuple[str, ExtractorSettings]:
@@ -48,7 +56,8 @@ def config_digest(resolved: dict) -> str:
     if isinstance(relevant.get("dataset"), dict):
         relevant["dataset"] = {key: value for key, value in relevant["dataset"].items()
                                if key not in _DATASET_LOCATION}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    text = json.dumps(relevant, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def _absolute(path: str | None, base: Path) -> str | None:
@@ -61,6 +70,8 @@ def _read_source_file(settings: RunSettings) -> SourceFile:
     from classvis.synthetic import SyntheticSet
 
     path = settings.dataset.path
+    if path is None:
+        raise ConfigError("dataset.path", "a classvis synthetic set file", None)
     try:
         synthetic = SyntheticSet.load(path)
     except ValueError as error:
@@ -68,7 +79,8 @@ def _read_source_file(settings: RunSettings) -> SourceFile:
     header = synthetic.metadata
     seed = int(header.get("seed", settings.seed))
     if "source_dataset" not in header:
-        return SourceFile(path, synthetic, None, seed, "the file does not record its source dataset")
+        return SourceFile(path, synthetic, None, seed,
+                          "the file does not record its source dataset")
     source = json.loads(header["source_dataset"])
     if settings.dataset.test_root is not None:
         source["root"] = settings.dataset.test_root
@@ -94,7 +106,7 @@ def _check_architectures(settings: RunSettings) -> None:
                 "none with a convolutional teacher (compress=biases makes the images the weight "
                 "rows of a model without hidden layers, the paper's shallow setting)",
                 settings.teacher.label)
-    if getattr(settings.extractor, "bn", 0):
+    if isinstance(settings.extractor, ClassVisSettings) and settings.extractor.bn:
         require(has_batchnorm(settings.teacher), "extractor.bn",
                 "0 for a teacher without BatchNorm layers (resnet18 or convnet with norm=batch "
                 "have them)", settings.extractor.bn)
@@ -111,7 +123,9 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
     the user launched from, so that every job of a sweep sees the same files."""
     base = Path(base_dir or Path.cwd())
     try:
-        plain = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        plain = resolved_mapping(cfg, "config", throw_on_missing=True)
+    except ConfigError:
+        raise
     except Exception as error:  # missing value (???) or a failed interpolation
         key = getattr(error, "full_key", None) or "config"
         raise ConfigError(str(key), "a value", str(error).splitlines()[0]) from None
@@ -184,4 +198,4 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
     return settings
 
 
-__all__ = ["ConfigError", "RunSettings", "config_digest", "run_settings"]
+__all__ = ["ConfigError", "RunSettings", "config_digest", "resolved_mapping", "run_settings"]

@@ -26,6 +26,13 @@ from classvis.settings import ConfigError, require
 CACHE_FORMAT = "1"
 
 
+def _given(value: str | None, key: str, expected: str) -> str:
+    """``value``, or ``ConfigError`` naming ``key`` when the config left it out."""
+    if value is None:
+        raise ConfigError(key, expected, None)
+    return value
+
+
 @dataclass(frozen=True)
 class DatasetSettings:
     name: str
@@ -67,7 +74,7 @@ class DatasetSettings:
         if self.loader == "synthetic":  # its header is read (and checked) by run_settings
             require(self.path is not None, f"{key}.path", "a synthetic set file (classvis export)",
                     None)
-            require(Path(self.path).is_file(), f"{key}.path", "an existing file", self.path)
+            require(Path(str(self.path)).is_file(), f"{key}.path", "an existing file", self.path)
         if self.loader == "torchvision":
             require(
                 self.torchvision_class in TORCHVISION_CLASSES,
@@ -76,8 +83,7 @@ class DatasetSettings:
                 self.torchvision_class,
             )
         if self.loader in ("torchvision", "image_folder"):
-            require(self.root is not None, f"{key}.root", "a data directory", None)
-            root = Path(self.root)
+            root = Path(_given(self.root, f"{key}.root", "a data directory"))
             if self.loader == "image_folder":
                 for split in ("train", "test"):
                     require(
@@ -172,7 +178,8 @@ def _as_nchw_uint8(data) -> torch.Tensor:
 def _load_torchvision(settings: DatasetSettings) -> Arrays:
     import torchvision
 
-    dataset_class = getattr(torchvision.datasets, settings.torchvision_class)
+    dataset_class = getattr(torchvision.datasets, _given(settings.torchvision_class,
+                                                         "dataset.torchvision_class", "a class"))
     splits = []
     for train in (True, False):
         try:
@@ -218,7 +225,7 @@ def _decode_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]
 
 
 def _load_image_folder(settings: DatasetSettings) -> Arrays:
-    root = Path(settings.root)
+    root = Path(_given(settings.root, "dataset.root", "a data directory"))
     train_x, train_y, train_classes = _decode_folder(root / "train")
     test_x, test_y, test_classes = _decode_folder(root / "test")
     if train_classes != test_classes:
@@ -253,9 +260,10 @@ LOADERS: dict[str, Callable[[DatasetSettings], Arrays]] = {
 
 def _source_files(settings: DatasetSettings) -> list[tuple[str, int, int]]:
     """(relative path, size, mtime) of every source file, sorted: one stat per file."""
-    root = Path(settings.root)
+    root = Path(_given(settings.root, "dataset.root", "a data directory"))
     if settings.loader == "torchvision":
-        folders = [root / TORCHVISION_CLASSES[settings.torchvision_class]]
+        folders = [root / TORCHVISION_CLASSES[_given(settings.torchvision_class,
+                                                     "dataset.torchvision_class", "a class")]]
     else:
         folders = [root / "train", root / "test"]
     entries = []
@@ -273,14 +281,17 @@ def _source_files(settings: DatasetSettings) -> list[tuple[str, int, int]]:
 
 
 def _fingerprint(settings: DatasetSettings, files: list[tuple[str, int, int]]) -> str:
-    digest = hashlib.sha256(f"{CACHE_FORMAT}|{settings.loader}|{settings.torchvision_class}".encode())
+    digest = hashlib.sha256(
+        f"{CACHE_FORMAT}|{settings.loader}|{settings.torchvision_class}".encode())
     for name, size, mtime in files:
         digest.update(f"{name}|{size}|{mtime}\n".encode())
     return digest.hexdigest()[:16]
 
 
 def _cache_path(settings: DatasetSettings, fingerprint: str) -> Path:
-    base = Path(settings.cache_dir) if settings.cache_dir else Path(settings.root) / ".classvis-cache"
+    base = (Path(settings.cache_dir) if settings.cache_dir
+            else Path(_given(settings.root, "dataset.root", "a data directory"))
+            / ".classvis-cache")
     return base / f"{settings.name}-{fingerprint}.safetensors"
 
 
@@ -322,13 +333,13 @@ def load_arrays(settings: DatasetSettings) -> tuple[Arrays, str]:
     and a fingerprint of the source data."""
     loader = LOADERS[settings.loader]
     if settings.loader == "digits":  # bundled with scikit-learn: fingerprint the pixels
-        arrays = loader(settings)
+        pixels = loader(settings)
         digest = hashlib.sha256()
-        for tensor in arrays[:4]:
+        for tensor in pixels[:4]:
             digest.update(tensor.numpy().tobytes())
-        return arrays, digest.hexdigest()[:16]
+        return pixels, digest.hexdigest()[:16]
     files = _source_files(settings)
-    arrays = None
+    arrays: Arrays | None = None
     if not files:  # nothing on disk yet: torchvision downloads first
         arrays = loader(settings)
         files = _source_files(settings)
@@ -347,7 +358,8 @@ def load_arrays(settings: DatasetSettings) -> tuple[Arrays, str]:
 
 def check_class_names(wanted, known: list[str], key: str) -> None:
     unknown = [name for name in wanted if name not in known]
-    require(not unknown, key, "class names among " + ", ".join(known), unknown[0] if unknown else None)
+    require(not unknown, key, "class names among " + ", ".join(known),
+            unknown[0] if unknown else None)
 
 
 def _keep_classes(images: torch.Tensor, labels: torch.Tensor, keep: list[int]):
@@ -398,14 +410,14 @@ def load_dataset(settings: DatasetSettings, seed: int = 0) -> ImageData:
         class_names = list(settings.class_names)
     if settings.classes is not None:
         check_class_names(settings.classes, class_names, "dataset.classes")
-        keep = [class_names.index(name) for name in settings.classes]
+        keep = [class_names.index(str(name)) for name in settings.classes]
         train_x, train_y = _keep_classes(train_x, train_y, keep)
         test_x, test_y = _keep_classes(test_x, test_y, keep)
-        class_names = list(settings.classes)
+        class_names = [str(name) for name in settings.classes]
     test_views: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     if settings.one_vs_rest is not None:
         check_class_names([settings.one_vs_rest], class_names, "dataset.one_vs_rest")
-        positive = class_names.index(settings.one_vs_rest)
+        positive = class_names.index(str(settings.one_vs_rest))
         generator = torch.Generator().manual_seed(seed)
         # both balanced subsets are drawn whatever the setting, so each is the same in every run
         balanced_train = _balanced_subset(train_y, positive, generator)
@@ -418,7 +430,7 @@ def load_dataset(settings: DatasetSettings, seed: int = 0) -> ImageData:
         full_x, small_x = full_x.float().div_(255.0), small_x.float().div_(255.0)
         test_views = {"full": (full_x, full_y), "balanced": (small_x, small_y)}
         test_x, test_y = test_views["balanced" if balance == "train_and_test" else "full"]
-        class_names = [settings.one_vs_rest, f"not {settings.one_vs_rest}"]
+        class_names = [str(settings.one_vs_rest), f"not {settings.one_vs_rest}"]
         material = f"{fingerprint}|one_vs_rest|{settings.one_vs_rest}|{seed}"
         if balance != "train_and_test":  # the balanced train-and-test keys stay as they were
             material += f"|balance={balance}"

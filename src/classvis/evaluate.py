@@ -23,7 +23,7 @@ class Evaluation:
             {"class": name, "precision": float(p), "recall": float(r), "f1": float(f),
              "support": int(s)}
             for name, p, r, f, s in zip(class_names, self.precision, self.recall, self.f1,
-                                        self.support)
+                                        self.support, strict=True)
         ]
 
 

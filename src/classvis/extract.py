@@ -11,7 +11,7 @@ import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +20,14 @@ from torch import nn
 from classvis.data import ImageData
 from classvis.fit import DivergenceError
 from classvis.models import Classifier
-from classvis.priors import (FourierImage, batchnorm_statistics, gaussian_blur, total_variation,
-                             within_class_similarity, within_class_spread)
+from classvis.priors import (
+    FourierImage,
+    batchnorm_statistics,
+    gaussian_blur,
+    total_variation,
+    within_class_similarity,
+    within_class_spread,
+)
 from classvis.settings import ConfigError, non_negative, positive, require
 
 
@@ -43,8 +49,13 @@ class Extractor:
 EXTRACTORS: dict[str, Extractor] = {}
 
 
-def register(name: str, settings_class: type, needs_linear_teacher: bool = False):
-    def decorate(function):
+ExtractorFunction = TypeVar("ExtractorFunction", bound=Callable[..., SyntheticImages])
+
+
+def register(name: str, settings_class: type, needs_linear_teacher: bool = False
+             ) -> Callable[[ExtractorFunction], ExtractorFunction]:
+    """Register the decorated function as extractor ``name`` with its settings class."""
+    def decorate(function: ExtractorFunction) -> ExtractorFunction:
         EXTRACTORS[name] = Extractor(settings_class, function, needs_linear_teacher)
         return function
     return decorate
@@ -162,7 +173,9 @@ def _ascend(teacher: nn.Module, start: torch.Tensor, classes: torch.Tensor, k: i
                  else torch.optim.Adam([variable], lr=settings.lr))
     rows = torch.arange(len(classes), device=start.device)
     converges = not settings.random_views and settings.blur == 0
-    with batchnorm_statistics(teacher) if settings.bn else contextlib.nullcontext([]) as bn_terms:
+    statistics: contextlib.AbstractContextManager[list[torch.Tensor]] = (
+        batchnorm_statistics(teacher) if settings.bn else contextlib.nullcontext([]))
+    with statistics as bn_terms:
         for step in range(1, settings.steps + 1):
             if fourier is not None:
                 images = fourier.images()

@@ -6,9 +6,10 @@ Plain functions over tensors: no tracking, no config framework. Both stop at onc
 
 from __future__ import annotations
 
+import functools
 import math
-
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -62,12 +63,14 @@ class TeacherTraining:
         if self.epochs is not None:
             positive(self.epochs, f"{key}.epochs", "an integer >= 1")
         else:
+            assert self.steps is not None  # one of the two is set (checked above)
             positive(self.steps, f"{key}.steps", "an integer >= 1")
 
     def total_steps(self, count: int) -> int:
         """Minibatch updates over ``count`` training images."""
         if self.steps is not None:
             return self.steps
+        assert self.epochs is not None  # one of the two is set (checked at the door)
         return self.epochs * math.ceil(count / self.batch_size)
 
     def total_epochs(self, count: int) -> int:
@@ -159,7 +162,15 @@ class TrainerSettings:
     student: StudentTraining
 
 
-def _optimizer(name: str, params, lr: float, momentum: float = 0.0,
+def _step(optimizer: torch.optim.Optimizer, closure: Callable[[], torch.Tensor]
+          ) -> torch.Tensor:
+    """One optimizer step with a closure that returns the loss tensor (torch types closures as
+    returning a float); L-BFGS calls it several times per step, the others once."""
+    loss = optimizer.step(typing.cast(Callable[[], float], closure))
+    return typing.cast(torch.Tensor, loss)
+
+
+def _optimizer(name: str, params: Iterable[nn.Parameter], lr: float, momentum: float = 0.0,
                weight_decay: float = 0.0) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -323,6 +334,7 @@ def distill(model: nn.Module, images: torch.Tensor, soft_targets: torch.Tensor,
         if settings.augment:
             inputs = affine(inputs, settings.augment, generator)
             if rescore:
+                assert teacher is not None  # rescore: a teacher was given
                 with torch.no_grad():
                     teacher.eval()
                     targets = teacher(inputs)
@@ -336,7 +348,7 @@ def distill(model: nn.Module, images: torch.Tensor, soft_targets: torch.Tensor,
 
     for step in range(1, settings.steps + 1):
         inputs, targets = next_batch()
-        loss = optimizer.step(lambda: closure(inputs, targets))
+        loss = _step(optimizer, functools.partial(closure, inputs, targets))
         _check_finite(loss, f"student (step {step})")
         step_losses.append(loss.item())
         if on_step is not None:

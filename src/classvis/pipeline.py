@@ -14,7 +14,6 @@ import torch
 from torch import nn
 
 from classvis import __version__
-
 from classvis.compress import Compressed, compress
 from classvis.data import ImageData, load_dataset
 from classvis.evaluate import Evaluation, evaluate
@@ -141,8 +140,8 @@ def _swap(settings: RunSettings, data: ImageData, teacher: nn.Module,
                               stage_seed(settings.seed, "data/balance")).to(settings.device)
     donor = _teacher(settings, donor_data, progress=progress, what="donor teacher")
     donor_images = _extract(settings, donor.model, donor_data, progress, "extract from donor")
-    base_class = data.class_names.index(settings.swap.replace)
-    donor_class = donor_data.class_names.index(settings.swap.replace)
+    base_class = data.class_names.index(str(settings.swap.replace))
+    donor_class = donor_data.class_names.index(str(settings.swap.replace))
     incoming = donor_images.images[donor_images.labels == donor_class]
     donor_targets = (soft_targets(teacher, incoming) if settings.swap.targets == "teacher"
                      else None)
@@ -189,7 +188,8 @@ def real_test_set(settings: RunSettings) -> tuple[ImageData | None, str]:
     if source is None or source.source_dataset is None:
         return None, source.why_no_source if source else "the run has no synthetic set file"
     try:
-        return load_dataset(source.source_dataset, stage_seed(source.source_seed, "data/balance")), ""
+        seed = stage_seed(source.source_seed, "data/balance")
+        return load_dataset(source.source_dataset, seed), ""
     except (ConfigError, OSError, RuntimeError, ValueError) as error:
         return None, str(error)
 
@@ -197,6 +197,7 @@ def real_test_set(settings: RunSettings) -> tuple[ImageData | None, str]:
 def _run_from_file(settings: RunSettings, progress: Progress) -> RunResult:
     """Train a student from a synthetic set file alone; evaluate it on the real test set of the
     dataset the file came from when that is available here."""
+    assert settings.source_file is not None
     seconds: dict[str, float] = {}
     with _timed(seconds, "load"):
         synthetic = settings.source_file.synthetic
@@ -294,7 +295,8 @@ def run(settings: RunSettings,
                              obtained.key),
     )
     return RunResult(
-        class_names=data.class_names, data=data_on_cpu, teacher=teacher, student=student, synthetic=synthetic,
+        class_names=data.class_names, data=data_on_cpu, teacher=teacher, student=student,
+        synthetic=synthetic,
         evaluations=evaluations, teacher_losses=teacher_losses, student_losses=student_losses,
         teacher_source=obtained.source, teacher_key=obtained.key,
         extraction_info=extracted.info, parameters=parameters, seconds=seconds,

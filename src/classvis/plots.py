@@ -121,7 +121,7 @@ def accuracy_vs_images_figure(curves: dict[str, tuple[list[int], list[float]]],
     fig, ax = plt.subplots(figsize=(7.6, 3.8), layout="constrained")
     for label, (counts, values) in curves.items():
         ax.plot(counts, [100 * v for v in values], marker="o", label=label)
-        for count, value in zip(counts, values):
+        for count, value in zip(counts, values, strict=True):
             ax.annotate(f"{100 * value:.1f}", (count, 100 * value), textcoords="offset points",
                         xytext=(0, 6), ha="center", fontsize=7)
     ax.axhline(100 * reference, color="black", linestyle="--", label=reference_label)

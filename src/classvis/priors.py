@@ -78,7 +78,9 @@ class FourierImage:
                              ).detach().requires_grad_(True)
 
     def images(self) -> torch.Tensor:
-        return torch.fft.irfft2(self.coefficients * self.scale, s=self.size, norm="ortho")
+        images: torch.Tensor = torch.fft.irfft2(self.coefficients * self.scale, s=self.size,
+                                                norm="ortho")
+        return images
 
 
 def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -94,11 +96,13 @@ def batchnorm_statistics(model: nn.Module) -> Iterator[list[torch.Tensor]]:
     batch's statistics are the ones the teacher saw in training."""
     terms: list[torch.Tensor] = []
 
-    def hook(layer, inputs, output) -> None:
+    def hook(layer: nn.modules.batchnorm._BatchNorm, inputs: tuple[torch.Tensor, ...],
+             output: torch.Tensor) -> None:
         features = inputs[0]
         dims = [0] + list(range(2, features.ndim))
         mean = features.mean(dims)
         variance = features.var(dims, unbiased=False)
+        assert layer.running_mean is not None and layer.running_var is not None
         terms.append(torch.linalg.vector_norm(mean - layer.running_mean)
                      + torch.linalg.vector_norm(variance - layer.running_var))
 

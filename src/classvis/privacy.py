@@ -74,7 +74,7 @@ class PrivacyResult:
             "privacy/nndr_median": float(self.synthetic.distance_ratio.median()),
             "privacy/nndr_min": float(self.synthetic.distance_ratio.min()),
             "privacy/test_nndr_median": float(self.test.distance_ratio.median()),
-            "privacy/distinct_nearest": float(len(self.synthetic.indices.unique())),
+            "privacy/distinct_nearest": float(len(torch.unique(self.synthetic.indices))),
         }
 
 

@@ -93,7 +93,7 @@ class RunSettings:
         if self.source is not None:
             return self.source.get("dataset", "unknown dataset")
         if self.dataset.classes is not None:
-            return f"{self.dataset.name}[{','.join(self.dataset.classes)}]"
+            return f"{self.dataset.name}[{','.join(map(str, self.dataset.classes))}]"
         if self.dataset.one_vs_rest is not None:
             balance = BALANCE_LABELS[self.dataset.one_vs_rest_balance]
             return f"{self.dataset.name}[{self.dataset.one_vs_rest} vs rest{balance}]"
@@ -152,4 +152,5 @@ def _differences(settings: Any, skip: tuple[str, ...] = ()) -> str:
     """``name=value`` for every field of a settings dataclass that differs from its default."""
     defaults = type(settings)()
     return ", ".join(f"{f.name}={getattr(settings, f.name)}" for f in fields(settings)
-                     if f.name not in skip and getattr(settings, f.name) != getattr(defaults, f.name))
+                     if f.name not in skip
+                     and getattr(settings, f.name) != getattr(defaults, f.name))

@@ -73,7 +73,7 @@ def _coerce(annotation: Any, value: Any, key: str) -> Any:
         item_type = get_args(annotation)[0]
         return tuple(_coerce(item_type, item, f"{key}[{i}]") for i, item in enumerate(value))
     if dataclasses.is_dataclass(annotation):
-        return parse(annotation, value, key)
+        return parse(typing.cast(Any, annotation), value, key)
     if annotation is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         require(ok, key, "a number", value)
@@ -95,7 +95,7 @@ def _coerce(annotation: Any, value: Any, key: str) -> Any:
 def parse(cls: type[T], mapping: Any, key: str) -> T:
     """Build settings dataclass ``cls`` from ``mapping``; ``key`` is its dotted config path."""
     require(isinstance(mapping, Mapping), key, "a mapping of settings", mapping)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(typing.cast(Any, cls))}
     unknown = sorted(set(mapping) - set(fields))
     if unknown:
         raise ConfigError(f"{key}.{unknown[0]}", "no such key; known keys are " + ", ".join(fields))

@@ -65,7 +65,7 @@ class SwapSettings:
     def label(self) -> str:
         """``3 from 3-vs-4``, ``3 from 3-vs-rest``."""
         if self.donor_classes is not None:
-            return f"{self.replace} from {'-vs-'.join(self.donor_classes)}"
+            return f"{self.replace} from {'-vs-'.join(map(str, self.donor_classes))}"
         return f"{self.replace} from {self.replace}-vs-rest"
 
     def donor_dataset(self, base: DatasetSettings, key: str = "swap") -> DatasetSettings:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 from safetensors import safe_open
 from safetensors.torch import save_file
+from torch import nn
 
 from classvis import fit as fit_module
 from classvis import models
@@ -45,7 +45,7 @@ class TeacherCacheSettings:
 
 def training_code_version() -> str:
     """A digest of the code that builds and trains a teacher: editing it misses the cache."""
-    sources = [inspect.getsource(item) for item in (
+    sources = [inspect.getsource(item) for item in (  # type: ignore[arg-type]
         fit_module.fit, fit_module._optimizer, fit_module._check_finite, models.build_model,
         *(architecture.module for architecture in models.ARCHITECTURES.values()))]
     sources.append(f"{fit_module.TRAINING_CODE_VERSION}|torch {torch.__version__}")

@@ -106,10 +106,13 @@ def connect(settings: TrackingSettings) -> str:
             slug = re.sub(r"[^0-9A-Za-z_.-]", "_", settings.experiment)
             artifact_location = (folder.resolve() / slug).as_uri()
         try:
-            return client.create_experiment(settings.experiment, artifact_location=artifact_location)
+            return client.create_experiment(settings.experiment,
+                                            artifact_location=artifact_location)
         except MlflowException as error:
-            if "already exists" in str(error).lower() or "unique" in str(error).lower():
-                return client.get_experiment_by_name(settings.experiment).experiment_id
+            existing = client.get_experiment_by_name(settings.experiment)
+            if existing is not None and ("already exists" in str(error).lower()
+                                         or "unique" in str(error).lower()):
+                return existing.experiment_id
             raise
 
     experiment_id = retrying(get_or_create)

@@ -8,19 +8,26 @@ adding one is a class here and a YAML file in ``conf/architecture/``. Every mode
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 
-from classvis.models.conv import (ConvNet, ConvNetSettings, LeNet5, LeNet5Settings, ResNet18,
-                                  ResNet18Settings)
+from classvis.models.conv import (
+    ConvNet,
+    ConvNetSettings,
+    LeNet5,
+    LeNet5Settings,
+    ResNet18,
+    ResNet18Settings,
+)
 from classvis.models.dense import ACTIVATIONS, ArchitectureSettings, Classifier
 from classvis.settings import parse, require
 
-AnyArchitecture = Union[ArchitectureSettings, LeNet5Settings, ConvNetSettings, ResNet18Settings]
+AnyArchitecture = ArchitectureSettings | LeNet5Settings | ConvNetSettings | ResNet18Settings
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,8 @@ def build_model(settings: AnyArchitecture, input_shape: tuple[int, ...], num_cla
                     if layer.bias is not None:
                         nn.init.zeros_(layer.bias)
     if settings.init == "zeros":
-        zero_layers = model if settings.name == "linear" else [model.output_layer]
+        zero_layers = (list(model.children()) if settings.name == "linear"
+                       else [typing.cast(nn.Module, model.output_layer)])
         for layer in zero_layers:
             if isinstance(layer, nn.Linear):
                 nn.init.zeros_(layer.weight)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import torch
 from torch import nn
 
 from classvis.models.dense import ACTIVATIONS
@@ -103,12 +104,15 @@ class LeNet5(nn.Module):
             activation(), nn.Linear(84, num_classes))
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
 
-    def forward(self, x):
-        return self.head(self.features(x))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores: torch.Tensor = self.head(self.features(x))
+        return scores
 
     @property
     def output_layer(self) -> nn.Linear:
-        return self.head[-1]
+        layer = self.head[-1]
+        assert isinstance(layer, nn.Linear)
+        return layer
 
 
 def _norm(kind: str, width: int) -> nn.Module:
@@ -135,8 +139,9 @@ class ConvNet(nn.Module):
         self.head = nn.Linear(features, num_classes)
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
 
-    def forward(self, x):
-        return self.head(self.features(x))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores: torch.Tensor = self.head(self.features(x))
+        return scores
 
     @property
     def output_layer(self) -> nn.Linear:
@@ -155,9 +160,12 @@ class ResNet18(nn.Module):
         self.network = network
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
 
-    def forward(self, x):
-        return self.network(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores: torch.Tensor = self.network(x)
+        return scores
 
     @property
     def output_layer(self) -> nn.Linear:
-        return self.network.fc
+        layer = self.network.fc
+        assert isinstance(layer, nn.Linear)
+        return layer

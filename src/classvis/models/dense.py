@@ -68,7 +68,9 @@ class Classifier(nn.Sequential):
 
     @property
     def output_layer(self) -> nn.Linear:
-        return self[-1]
+        layer = self[-1]
+        assert isinstance(layer, nn.Linear)
+        return layer
 
     @property
     def has_hidden_layers(self) -> bool:

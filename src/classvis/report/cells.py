@@ -40,7 +40,8 @@ def is_numeric_cell(cell: str) -> bool:
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table; columns whose cells are all numbers are right-aligned."""
-    numeric = [bool(rows) and all(is_numeric_cell(row[i]) for row in rows) for i in range(len(header))]
+    numeric = [bool(rows) and all(is_numeric_cell(row[i]) for row in rows)
+               for i in range(len(header))]
     rule = "|" + "".join("---:|" if is_numeric else "---|" for is_numeric in numeric)
     lines = ["| " + " | ".join(header) + " |", rule]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

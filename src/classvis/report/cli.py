@@ -15,7 +15,6 @@ from classvis.report.runs import DATASET_TITLES, REPORT_KIND, RunRecord, fetch_r
 from classvis.report.sections import deep, privacy, section8, section10
 from classvis.report.table5 import Table, table5
 
-
 DESCRIPTION = "MLflow runs -> the paper's tables and figures."
 
 

@@ -12,8 +12,14 @@ import numpy as np
 
 from classvis.report.cells import metric_values
 from classvis.report.labels import setting_label
-from classvis.report.runs import (DATASET_TITLES, RunRecord, is_table5_run, latest_runs_by,
-                                  ordered_datasets, per_class_runs)
+from classvis.report.runs import (
+    DATASET_TITLES,
+    RunRecord,
+    is_table5_run,
+    latest_runs_by,
+    ordered_datasets,
+    per_class_runs,
+)
 from classvis.report.table5 import TABLE5_COLUMNS, runs_of_column, split_by_recipe
 
 
@@ -24,7 +30,7 @@ def f1_figures(runs: list[RunRecord], folder: Path) -> list[Path]:
     from classvis.track import metric_key
 
     written = []
-    for dataset in ordered_datasets({r.tags.get("dataset") for r in runs} - {None}):
+    for dataset in ordered_datasets({r.tags["dataset"] for r in runs if "dataset" in r.tags}):
         dataset_runs = [r for r in runs if r.tags.get("dataset") == dataset
                         and is_table5_run(r) and "class_names" in r.tags]
         if not dataset_runs:
@@ -32,7 +38,8 @@ def f1_figures(runs: list[RunRecord], folder: Path) -> list[Path]:
         names = json.loads(dataset_runs[-1].tags["class_names"])
         series: dict[str, np.ndarray] = {}
 
-        def mean_f1(chosen: list[RunRecord], model: str) -> np.ndarray | None:
+        def mean_f1(chosen: list[RunRecord], model: str, names: list[str] = names
+                    ) -> np.ndarray | None:
             rows = [[r.metrics.get(f"{model}/f1/{metric_key(name)}", np.nan) for name in names]
                     for r in chosen]
             return np.nanmean(np.array(rows), axis=0) if rows else None
@@ -70,7 +77,8 @@ def accuracy_vs_images_figures(runs: list[RunRecord], folder: Path) -> list[Path
     for dataset, teacher, student in series_keys:
         group = [r for r in chosen if (r.tags.get("dataset", ""), r.tags.get("teacher", ""),
                                        r.tags.get("student", "")) == (dataset, teacher, student)]
-        cells = latest_runs_by(group, lambda r: (int(r.metrics["synthetic/images"]), setting_label(r.tags)))
+        cells = latest_runs_by(group, lambda r: (int(r.metrics["synthetic/images"]),
+                                                 setting_label(r.tags)))
         counts = sorted({count for count, _ in cells})
         if len(counts) < 2:
             continue

@@ -8,10 +8,14 @@ import statistics
 from collections import Counter
 
 from classvis.report.cells import Section, mean_sd_text, mean_text, metric_values
-from classvis.report.labels import (extractor_label, recipe_label, task_label,
-                                    teacher_label)
-from classvis.report.runs import (DATASET_TITLES, RunRecord, is_deep_run, latest_runs_by,
-                                  per_class_runs)
+from classvis.report.labels import extractor_label, recipe_label, task_label, teacher_label
+from classvis.report.runs import (
+    DATASET_TITLES,
+    RunRecord,
+    is_deep_run,
+    latest_runs_by,
+    per_class_runs,
+)
 
 
 def section8(runs: list[RunRecord]) -> Section | None:
@@ -116,7 +120,8 @@ def deep(runs: list[RunRecord]) -> Section | None:
         settings = sorted({extractor_label(r.tags) for r in synthetic})
         rows.append([DATASET_TITLES.get(dataset, dataset), teacher, student, str(k),
                      mean_text(group, "synthetic/images"),
-                     mean_sd_text(metric_values(synthetic or real, "teacher/accuracy")), mean_sd_text(ours),
+                     mean_sd_text(metric_values(synthetic or real, "teacher/accuracy")),
+                     mean_sd_text(ours),
                      mean_sd_text(baseline), gap, "; ".join(settings) or "-",
                      str(len(synthetic or real))])
     header = ["Dataset", "Teacher", "Student", "Per class", "Images", "Teacher acc.",

@@ -11,8 +11,14 @@ from pathlib import Path
 
 from classvis.report.cells import mean_sd_text
 from classvis.report.labels import variants_label
-from classvis.report.runs import (DATASET_TITLES, TABLE5_TEACHER, RunRecord, is_table5_run,
-                                  latest_runs_by, ordered_datasets)
+from classvis.report.runs import (
+    DATASET_TITLES,
+    TABLE5_TEACHER,
+    RunRecord,
+    is_table5_run,
+    latest_runs_by,
+    ordered_datasets,
+)
 
 # column -> (extractor, student) of its runs; "Trainset" is the teachers' own accuracy
 TABLE5_COLUMNS = {
@@ -114,7 +120,7 @@ def table5(runs: list[RunRecord]) -> Table:
             for label, group in sorted(rest.items()):
                 others.append((dataset, column, Cell(
                     [r.metrics[metric] for r in group if metric in r.metrics], label)))
-            if not chosen:
+            if not chosen and selector is not None:
                 extractor, student = selector
                 missing.append(f"{DATASET_TITLES.get(dataset, dataset)} / {column}: no "
                                f"FINISHED run with extractor={extractor}, student={student}, "
