@@ -90,7 +90,25 @@ class ResNet18Settings:
         return "resnet18"
 
 
-class LeNet5(nn.Module):
+class FeaturesThenHead(nn.Module):
+    """A classifier made of a feature extractor and a dense head whose last layer scores the
+    classes (``output_layer``)."""
+
+    features: nn.Module
+    head: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores: torch.Tensor = self.head(self.features(x))
+        return scores
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        layer = self.head[-1] if isinstance(self.head, nn.Sequential) else self.head
+        assert isinstance(layer, nn.Linear)
+        return layer
+
+
+class LeNet5(FeaturesThenHead):
     def __init__(self, settings: LeNet5Settings, input_shape: tuple[int, ...], num_classes: int):
         super().__init__()
         channels, height, width = input_shape
@@ -104,16 +122,6 @@ class LeNet5(nn.Module):
             activation(), nn.Linear(84, num_classes))
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scores: torch.Tensor = self.head(self.features(x))
-        return scores
-
-    @property
-    def output_layer(self) -> nn.Linear:
-        layer = self.head[-1]
-        assert isinstance(layer, nn.Linear)
-        return layer
-
 
 def _norm(kind: str, width: int) -> nn.Module:
     if kind == "instance":
@@ -123,7 +131,7 @@ def _norm(kind: str, width: int) -> nn.Module:
     return nn.Identity()
 
 
-class ConvNet(nn.Module):
+class ConvNet(FeaturesThenHead):
     def __init__(self, settings: ConvNetSettings, input_shape: tuple[int, ...],
                  num_classes: int):
         super().__init__()
@@ -138,14 +146,6 @@ class ConvNet(nn.Module):
         features = settings.width * (height >> settings.depth) * (width >> settings.depth)
         self.head = nn.Linear(features, num_classes)
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scores: torch.Tensor = self.head(self.features(x))
-        return scores
-
-    @property
-    def output_layer(self) -> nn.Linear:
-        return self.head
 
 
 class ResNet18(nn.Module):
