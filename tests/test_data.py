@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import blob_images, make_image_folder, write_idx
 
-from classvis import data as data_module
+from classvis import datafiles
 from classvis.data import DatasetSettings, load_dataset
 from classvis.settings import ConfigError, parse
 
@@ -39,7 +39,7 @@ def test_second_load_reads_the_cache_and_a_changed_file_misses_it(mnist_root, tm
     def must_not_decode(_settings):
         raise AssertionError("decoded again although the cache is valid")
 
-    monkeypatch.setitem(data_module.LOADERS, "torchvision", must_not_decode)
+    monkeypatch.setitem(datafiles.LOADERS, "torchvision", must_not_decode)
     second = load_dataset(settings)
     assert torch.equal(first.train_x, second.train_x) and first.class_names == second.class_names
 

@@ -11,7 +11,8 @@ from conftest import ROOT
 
 CORE = ["classvis.pipeline", "classvis.runsettings", "classvis.fit", "classvis.extract",
         "classvis.priors", "classvis.augment", "classvis.models", "classvis.evaluate",
-        "classvis.privacy", "classvis.compress", "classvis.swap", "classvis.data"]
+        "classvis.privacy", "classvis.compress", "classvis.swap", "classvis.data",
+        "classvis.datafiles"]
 
 
 @pytest.mark.parametrize("module", CORE)

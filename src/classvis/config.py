@@ -95,7 +95,7 @@ def _read_source_file(settings: RunSettings) -> SourceFile:
 def _check_architectures(settings: RunSettings) -> None:
     """The models against the dataset's image size, and the stages that need the paper's dense
     models against the models chosen."""
-    from classvis.data import known_image_shape
+    from classvis.datafiles import known_image_shape
 
     shape = known_image_shape(settings.dataset)
     if shape is not None:

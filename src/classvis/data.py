@@ -1,36 +1,21 @@
 """Datasets as small in-memory containers of tensors (config group ``dataset``).
 
-Every loader returns an ``ImageData``: float32 images in [0, 1] shaped (N, C, H, W), int64 labels,
-and class names. Decoded pixels are cached as uint8 safetensors next to the data (or in
-``cache_dir``) so that a second run does not decode again; the cache is keyed by a fingerprint of
-the source files and never unpickled.
+``load_dataset`` returns an ``ImageData``: float32 images in [0, 1] shaped (N, C, H, W), int64
+labels and class names, with the config's class subset or one-vs-rest task applied. Reading the
+files and the decoded-pixel cache live in ``classvis.datafiles``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import warnings
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from classvis.settings import ConfigError, require
-
-CACHE_FORMAT = "1"
-
-
-def _given(value: str | None, key: str, expected: str) -> str:
-    """``value``, or ``ConfigError`` naming ``key`` when the config left it out."""
-    if value is None:
-        raise ConfigError(key, expected, None)
-    return value
+from classvis.datafiles import TORCHVISION_CLASSES, given, load_arrays
+from classvis.settings import require
 
 
 @dataclass(frozen=True)
@@ -83,7 +68,7 @@ class DatasetSettings:
                 self.torchvision_class,
             )
         if self.loader in ("torchvision", "image_folder"):
-            root = Path(_given(self.root, f"{key}.root", "a data directory"))
+            root = Path(given(self.root, f"{key}.root", "a data directory"))
             if self.loader == "image_folder":
                 for split in ("train", "test"):
                     require(
@@ -128,232 +113,6 @@ class ImageData:
         return replace(self, train_x=self.train_x.to(device), train_y=self.train_y.to(device),
                        test_x=self.test_x.to(device), test_y=self.test_y.to(device),
                        test_views=views)
-
-
-# torchvision dataset class -> folder (under root) whose files fingerprint the cache
-TORCHVISION_CLASSES = {
-    "MNIST": "MNIST",
-    "FashionMNIST": "FashionMNIST",
-    "KMNIST": "KMNIST",
-    "CIFAR10": "cifar-10-batches-py",
-    "CIFAR100": "cifar-100-python",
-}
-
-# torchvision dataset class -> its images' shape (channels, height, width)
-TORCHVISION_SHAPES = {"MNIST": (1, 28, 28), "FashionMNIST": (1, 28, 28), "KMNIST": (1, 28, 28),
-                      "CIFAR10": (3, 32, 32), "CIFAR100": (3, 32, 32)}
-
-Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]
-
-
-def known_image_shape(settings: DatasetSettings) -> tuple[int, int, int] | None:
-    """The dataset's image shape without loading it (one image file is opened for a folder), so
-    that architectures can be checked against it at the door; None when it cannot be told."""
-    if settings.loader == "digits":
-        return (1, 8, 8)
-    if settings.loader == "torchvision":
-        return TORCHVISION_SHAPES.get(settings.torchvision_class or "")
-    if settings.loader == "image_folder" and settings.root is not None:
-        from PIL import Image
-
-        train = Path(settings.root) / "train"
-        for folder in sorted(path for path in train.iterdir() if path.is_dir()):
-            for path in sorted(folder.iterdir()):
-                try:
-                    with Image.open(path) as image:
-                        channels = 1 if image.mode in ("L", "I", "I;16", "1") else 3
-                        return (channels, image.height, image.width)
-                except OSError:
-                    continue
-    return None
-
-
-def _as_nchw_uint8(data) -> torch.Tensor:
-    images = torch.as_tensor(data)
-    if images.ndim == 3:  # (N, H, W) grey
-        return images.unsqueeze(1).contiguous()
-    return images.permute(0, 3, 1, 2).contiguous()  # (N, H, W, C) -> (N, C, H, W)
-
-
-def _load_torchvision(settings: DatasetSettings) -> Arrays:
-    import torchvision
-
-    dataset_class = getattr(torchvision.datasets, _given(settings.torchvision_class,
-                                                         "dataset.torchvision_class", "a class"))
-    splits = []
-    for train in (True, False):
-        try:
-            split = dataset_class(root=settings.root, train=train, download=settings.download)
-        except RuntimeError as error:  # torchvision: "Dataset not found..."
-            raise ConfigError(
-                "dataset.root",
-                f"a folder holding torchvision's {settings.torchvision_class} files "
-                f"(or dataset.download=true) [{error}]",
-                settings.root,
-            ) from None
-        splits.append(split)
-    train, test = splits
-    return (
-        _as_nchw_uint8(train.data),
-        torch.as_tensor(train.targets, dtype=torch.int64),
-        _as_nchw_uint8(test.data),
-        torch.as_tensor(test.targets, dtype=torch.int64),
-        list(train.classes),
-    )
-
-
-def _decode_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    import numpy as np
-    from PIL import Image
-    from torchvision.datasets import ImageFolder
-
-    index = ImageFolder(str(folder), loader=lambda path: path)  # discovery only: classes, files
-    with Image.open(index.samples[0][0]) as first:
-        mode = "L" if first.mode in ("L", "I", "I;16", "1") else "RGB"
-
-    def decode(sample: tuple[str, int]) -> np.ndarray:
-        with Image.open(sample[0]) as image:
-            return np.asarray(image.convert(mode))
-
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL decodes without the GIL
-        images = list(pool.map(decode, index.samples, chunksize=256))
-    shapes = {image.shape for image in images}
-    if len(shapes) != 1:
-        raise ConfigError("dataset.root", "images of one size", f"sizes {sorted(shapes)[:3]}")
-    labels = torch.tensor([label for _, label in index.samples], dtype=torch.int64)
-    return _as_nchw_uint8(np.stack(images)), labels, list(index.classes)
-
-
-def _load_image_folder(settings: DatasetSettings) -> Arrays:
-    root = Path(_given(settings.root, "dataset.root", "a data directory"))
-    train_x, train_y, train_classes = _decode_folder(root / "train")
-    test_x, test_y, test_classes = _decode_folder(root / "test")
-    if train_classes != test_classes:
-        raise ConfigError(
-            "dataset.root", "the same class folders under train/ and test/",
-            f"train {train_classes} vs test {test_classes}",
-        )
-    return train_x, train_y, test_x, test_y, train_classes
-
-
-def _load_digits(settings: DatasetSettings) -> Arrays:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    bunch = load_digits()
-    # pixel values are 0..16; scale to 0..255 so every loader yields uint8 pixels
-    images = torch.as_tensor(bunch.images * (255.0 / 16.0)).round().to(torch.uint8).unsqueeze(1)
-    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
-    train_idx, test_idx = train_test_split(
-        range(len(labels)), test_size=0.25, random_state=0, stratify=bunch.target
-    )
-    return (images[train_idx], labels[train_idx], images[test_idx], labels[test_idx],
-            [str(name) for name in bunch.target_names])
-
-
-LOADERS: dict[str, Callable[[DatasetSettings], Arrays]] = {
-    "torchvision": _load_torchvision,
-    "image_folder": _load_image_folder,
-    "digits": _load_digits,
-}
-
-
-def _source_files(settings: DatasetSettings) -> list[tuple[str, int, int]]:
-    """(relative path, size, mtime) of every source file, sorted: one stat per file."""
-    root = Path(_given(settings.root, "dataset.root", "a data directory"))
-    if settings.loader == "torchvision":
-        folders = [root / TORCHVISION_CLASSES[_given(settings.torchvision_class,
-                                                     "dataset.torchvision_class", "a class")]]
-    else:
-        folders = [root / "train", root / "test"]
-    entries = []
-    pending = [str(folder) for folder in folders if folder.is_dir()]
-    while pending:
-        with os.scandir(pending.pop()) as listing:
-            for entry in listing:
-                if entry.is_dir(follow_symlinks=True):
-                    pending.append(entry.path)
-                elif entry.is_file(follow_symlinks=True):
-                    stat = entry.stat()
-                    entries.append((os.path.relpath(entry.path, root), stat.st_size,
-                                    stat.st_mtime_ns))
-    return sorted(entries)
-
-
-def _fingerprint(settings: DatasetSettings, files: list[tuple[str, int, int]]) -> str:
-    digest = hashlib.sha256(
-        f"{CACHE_FORMAT}|{settings.loader}|{settings.torchvision_class}".encode())
-    for name, size, mtime in files:
-        digest.update(f"{name}|{size}|{mtime}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def _cache_path(settings: DatasetSettings, fingerprint: str) -> Path:
-    base = (Path(settings.cache_dir) if settings.cache_dir
-            else Path(_given(settings.root, "dataset.root", "a data directory"))
-            / ".classvis-cache")
-    return base / f"{settings.name}-{fingerprint}.safetensors"
-
-
-def _read_cache(path: Path, fingerprint: str) -> Arrays | None:
-    if not path.is_file():
-        return None
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-        if metadata.get("fingerprint") != fingerprint:
-            return None
-        tensors = load_file(str(path))
-    except Exception as error:  # a damaged cache is rebuilt, never trusted
-        warnings.warn(f"ignoring unreadable dataset cache {path}: {error}", stacklevel=2)
-        return None
-    return (tensors["train_x"], tensors["train_y"], tensors["test_x"], tensors["test_y"],
-            json.loads(metadata["class_names"]))
-
-
-def _write_cache(path: Path, fingerprint: str, arrays: Arrays) -> None:
-    train_x, train_y, test_x, test_y, class_names = arrays
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        save_file(
-            {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y},
-            str(partial),
-            metadata={"fingerprint": fingerprint, "class_names": json.dumps(class_names)},
-        )
-        os.replace(partial, path)  # atomic: parallel jobs never read a half-written cache
-    except OSError as error:
-        warnings.warn(f"could not write dataset cache {path}: {error}", stacklevel=2)
-
-
-def load_arrays(settings: DatasetSettings) -> tuple[Arrays, str]:
-    """Decoded uint8 images (N, C, H, W), labels and class names, from the cache when valid,
-    and a fingerprint of the source data."""
-    loader = LOADERS[settings.loader]
-    if settings.loader == "digits":  # bundled with scikit-learn: fingerprint the pixels
-        pixels = loader(settings)
-        digest = hashlib.sha256()
-        for tensor in pixels[:4]:
-            digest.update(tensor.numpy().tobytes())
-        return pixels, digest.hexdigest()[:16]
-    files = _source_files(settings)
-    arrays: Arrays | None = None
-    if not files:  # nothing on disk yet: torchvision downloads first
-        arrays = loader(settings)
-        files = _source_files(settings)
-    fingerprint = _fingerprint(settings, files)
-    if not settings.cache:
-        return (arrays or loader(settings)), fingerprint
-    path = _cache_path(settings, fingerprint)
-    if arrays is None:
-        arrays = _read_cache(path, fingerprint)
-        if arrays is not None:
-            return arrays, fingerprint
-        arrays = loader(settings)
-    _write_cache(path, fingerprint, arrays)
-    return arrays, fingerprint
 
 
 def check_class_names(wanted, known: list[str], key: str) -> None:
