@@ -188,3 +188,33 @@ def test_the_deep_preset_sets_visualizations_against_real_images_and_reports_bot
         rows = list(csv.DictReader(handle))
     assert [(row["Per class"], row["Images"]) for row in rows] == [("1", "10")]
     assert rows[0]["Student (class visualizations)"] != "-" != rows[0]["Student (real images)"]
+
+
+@pytest.mark.slow
+def test_the_cifar10_preset_runs_a_batchnorm_convnet_teacher_at_small_width(tmp_path):
+    """conf/experiment/deep_cifar10.yaml at a CPU-sized width on a generated image folder: a
+    BatchNorm ConvNet teacher (crop/flip), deep_vis_bn with flips and the BN term, an
+    instance-norm ConvNet student, and the real-image baseline."""
+    from test_train_e2e import client_for, train
+
+    make_image_folder(tmp_path / "data" / "cifar10-jpg", per_class=(16, 6))
+    db = tmp_path / "mlflow.db"
+    result = train(tmp_path, "+experiment=deep_cifar10", "+deep=k1", "teacher.width=4",
+                   "student.width=4", "trainer.teacher.epochs=2", "trainer.student.steps=20",
+                   f"tracking.uri=sqlite:///{db}", f"teacher_cache.dir={tmp_path}/teachers",
+                   f"hydra.sweep.dir={tmp_path}/sweep",
+                   env={"CLASSVIS_DATA": str(tmp_path / "data")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 of 2 jobs succeeded" in result.stdout
+    client = client_for(db)
+    runs = client.search_runs([client.get_experiment_by_name("deep_cifar10").experiment_id])
+    by_extractor = {r.data.tags["extractor"]: r for r in runs}
+    assert set(by_extractor) == {"class_vis", "real_subset"}
+    for run in runs:
+        assert run.data.tags["dataset"] == "cifar10_jpg"
+        assert run.data.tags["teacher"] == "convnet3x4-batchnorm"
+        assert run.data.tags["student"] == "convnet3x4"
+        assert "augment=crop_flip" in run.data.tags["teacher_variant"]
+    variant = by_extractor["class_vis"].data.tags["extractor_variant"]
+    assert "flip=True" in variant and "bn=0.01" in variant and "batch_size=100" in variant
+    assert by_extractor["class_vis"].data.metrics["synthetic/images"] == 3
