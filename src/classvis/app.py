@@ -67,7 +67,7 @@ def current_job() -> Job:
     hydra = HydraConfig.get()
     return Job(
         multirun=hydra.mode == RunMode.MULTIRUN,
-        number=getattr(hydra.job, "num", None),
+        number=hydra.job.get("num"),  # type: ignore[attr-defined]  # a DictConfig at run time
         overrides=" ".join(hydra.overrides.task),
         base_dir=Path(hydra.runtime.cwd),
         output_dir=Path(hydra.runtime.output_dir),
