@@ -50,3 +50,18 @@ def test_a_synthetic_set_file_is_read_once_when_the_settings_are_parsed(tmp_path
     assert len(reads) == 1                     # the pipeline used the parsed record
     assert result.data is None and result.class_names == ["a", "b"]
     assert result.test_unavailable == "the file does not record its source dataset"
+
+
+def test_every_mlflow_call_goes_through_the_tracking_module():
+    """One home for tracking: only track.py imports MLflow (so every store call retries while a
+    store is busy); the report and export read runs back through its ``Store``."""
+    import ast
+
+    importers = []
+    for path in sorted((ROOT / "src" / "classvis").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(name == "mlflow" or name.startswith("mlflow.") for name in names):
+                importers.append(path.relative_to(ROOT / "src").as_posix())
+    assert importers and set(importers) == {"classvis/track.py"}

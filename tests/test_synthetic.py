@@ -8,8 +8,9 @@ import pytest
 import torch
 from conftest import MaliciousPickle
 
+from classvis.runkeys import metric_key
 from classvis.synthetic import SyntheticSet
-from classvis.track import flatten, metric_key
+from classvis.track import flatten
 
 
 def test_round_trip_is_exact(tmp_path):

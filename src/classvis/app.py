@@ -25,6 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from classvis import artifacts, pipeline
+from classvis import runkeys as keys
 from classvis.config import RunSettings, config_digest, resolved_mapping, run_settings
 from classvis.device import device_name
 from classvis.fit import DivergenceError
@@ -90,47 +91,46 @@ def git_commit() -> tuple[str, bool] | None:
 
 def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
     tags = {
-        "dataset": settings.dataset_name,
-        "extractor": settings.extractor_name,
-        "per_class": str(settings.per_class),
-        "teacher": settings.teacher_label,
-        "student": settings.student.label,
-        "seed": str(settings.seed),
-        "hydra.overrides": job.overrides,
-        "hydra.job_num": "" if job.number is None else str(job.number),
-        "mlflow.source.name": "train.py",
-        "device": settings.device,
-        "device_name": device_name(settings.device),
+        keys.DATASET: settings.dataset_name,
+        keys.EXTRACTOR: settings.extractor_name,
+        keys.PER_CLASS: str(settings.per_class),
+        keys.TEACHER: settings.teacher_label,
+        keys.STUDENT: settings.student.label,
+        keys.SEED: str(settings.seed),
+        keys.HYDRA_OVERRIDES: job.overrides,
+        keys.HYDRA_JOB_NUM: "" if job.number is None else str(job.number),
+        keys.SOURCE_NAME: "train.py",
+        keys.DEVICE: settings.device,
+        keys.DEVICE_NAME: device_name(settings.device),
     }
-    if settings.extractor_variant:
-        tags["extractor_variant"] = settings.extractor_variant
-    if settings.teacher_variant:
-        tags["teacher_variant"] = settings.teacher_variant
-    if settings.student_variant:
-        tags["student_variant"] = settings.student_variant
+    for kind, variant in (("extractor", settings.extractor_variant),
+                          ("teacher", settings.teacher_variant),
+                          ("student", settings.student_variant)):
+        if variant:
+            tags[keys.variant(kind)] = variant
     if settings.dataset.classes is not None:
-        tags["classes"] = json.dumps(list(settings.dataset.classes))
+        tags[keys.CLASSES] = json.dumps(list(settings.dataset.classes))
     if settings.dataset.one_vs_rest is not None:
-        tags["one_vs_rest"] = str(settings.dataset.one_vs_rest)
+        tags[keys.ONE_VS_REST] = str(settings.dataset.one_vs_rest)
     if settings.one_vs_rest_balance is not None:
-        tags["one_vs_rest_balance"] = settings.one_vs_rest_balance
+        tags[keys.ONE_VS_REST_BALANCE] = settings.one_vs_rest_balance
     if settings.swap.enabled:
-        tags["swap"] = settings.swap.label
-        tags["swap.class"] = str(settings.swap.replace)
-        tags["swap.targets"] = settings.swap.targets
+        tags[keys.SWAP] = settings.swap.label
+        tags[keys.SWAP_CLASS] = str(settings.swap.replace)
+        tags[keys.SWAP_TARGETS] = settings.swap.targets
     if settings.compress.enabled:
-        tags["compress"] = "biases"
+        tags[keys.COMPRESS] = "biases"
     if settings.source is not None:
-        tags.update({"extractor": settings.source.get("extractor_name", "unknown"),
-                     "per_class": settings.source.get("per_class", "1"),
-                     "synthetic_file": str(settings.dataset.path)})
+        tags.update({keys.EXTRACTOR: settings.source.get("extractor_name", "unknown"),
+                     keys.PER_CLASS: settings.source.get("per_class", "1"),
+                     keys.SYNTHETIC_FILE: str(settings.dataset.path)})
         for key in ("run_id", "experiment"):
             if key in settings.source:
-                tags[f"synthetic_source_{key}"] = settings.source[key]
+                tags[keys.SYNTHETIC_SOURCE_PREFIX + key] = settings.source[key]
     commit = git_commit()
     if commit is not None:
-        tags["git_commit"] = tags["mlflow.source.git.commit"] = commit[0]
-        tags["git_dirty"] = str(commit[1]).lower()
+        tags[keys.GIT_COMMIT] = tags[keys.SOURCE_GIT_COMMIT] = commit[0]
+        tags[keys.GIT_DIRTY] = str(commit[1]).lower()
     return tags
 
 
@@ -151,7 +151,7 @@ def summary_line(run_name: str, result: pipeline.RunResult, metrics: dict[str, f
                      f"{result.file_info['synthetic_agreement']:.2%}")
     if result.privacy is not None:
         parts.append(f"privacy distance ratio {result.privacy.ratio:.2f}")
-    return (f"classvis: {run_name}: {', '.join(parts)} in {metrics['time/total']:.1f}s "
+    return (f"classvis: {run_name}: {', '.join(parts)} in {metrics[keys.TOTAL_TIME]:.1f}s "
             f"({link})")
 
 
@@ -184,10 +184,10 @@ def _skip_if_finished(experiment_id: str, digest: str, settings: RunSettings,
     """Resume: the student accuracy of an identical run that already FINISHED, if any."""
     if settings.force:
         return None
-    done = finished_run_with_tag(experiment_id, "config_digest", digest)
+    done = finished_run_with_tag(experiment_id, keys.CONFIG_DIGEST, digest)
     if done is None:
         return None
-    accuracy = done.data.metrics.get("student/accuracy", math.nan)
+    accuracy = done.data.metrics.get(keys.accuracy("student"), math.nan)
     print(f"classvis: skipped {job.run_name(settings)}: an identical config already FINISHED as "
           f"MLflow run {done.info.run_id} (force=true runs it again)", flush=True)
     _write_status(job, "SKIPPED", run_id=done.info.run_id, student_accuracy=accuracy)
@@ -205,25 +205,27 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[floa
     skipped = _skip_if_finished(experiment_id, digest, settings, job)
     if skipped is not None:
         return skipped, None
-    tags = {**run_tags(settings, job), "config_digest": digest}
+    tags = {**run_tags(settings, job), keys.CONFIG_DIGEST: digest}
     progress = Progress(settings.progress)
     quiet_mlflow_when(not progress.enabled)
     name = job.run_name(settings)
     with tracked_run(name, tags) as run:
         run.log_params(flatten(resolved))
         result = pipeline.run(settings, on_teacher_epoch=lambda epoch, loss: run.log_metrics(
-            {"teacher/loss": loss}, step=epoch), progress=progress)
+            {keys.TEACHER_LOSS: loss}, step=epoch), progress=progress)
         logging_started = time.perf_counter()
-        run.set_tags({"teacher_source": result.teacher_source, "teacher_key": result.teacher_key,
-                      "class_names": json.dumps(result.class_names)})
+        run.set_tags({keys.TEACHER_SOURCE: result.teacher_source,
+                      keys.TEACHER_KEY: result.teacher_key,
+                      keys.CLASS_NAMES: json.dumps(result.class_names)})
         if result.file_info is not None:
-            run.set_tags({"test_set": "real" if result.test_unavailable is None else "unavailable"})
+            run.set_tags({keys.TEST_SET: "real" if result.test_unavailable is None
+                          else "unavailable"})
         if result.swap is not None:
-            run.set_tags({"donor_teacher_source": result.swap.donor_source,
-                          "donor_teacher_key": result.swap.donor_key})
-        series = {"student/loss": list(enumerate(result.student_losses, start=1))}
+            run.set_tags({keys.DONOR_TEACHER_SOURCE: result.swap.donor_source,
+                          keys.DONOR_TEACHER_KEY: result.swap.donor_key})
+        series = {keys.STUDENT_LOSS: list(enumerate(result.student_losses, start=1))}
         if result.teacher_source == "cache":  # the stored curve, so every run shows it
-            series["teacher/loss"] = list(enumerate(result.teacher_losses, start=1))
+            series[keys.TEACHER_LOSS] = list(enumerate(result.teacher_losses, start=1))
         run.log_series(series)
         with tempfile.TemporaryDirectory(prefix="classvis-") as staging:
             folder = Path(staging)
@@ -231,8 +233,8 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[floa
             artifacts.write_artifacts(result, folder, name)
             run.log_artifacts(folder)
         metrics = artifacts.run_metrics(result)
-        metrics["time/log"] = time.perf_counter() - logging_started
-        metrics["time/total"] = time.perf_counter() - started
+        metrics[keys.LOG_TIME] = time.perf_counter() - logging_started
+        metrics[keys.TOTAL_TIME] = time.perf_counter() - started
         run.log_metrics(metrics)
     line = summary_line(name, result, metrics,
                         run_link(settings.tracking.uri, experiment_id, run.run_id))

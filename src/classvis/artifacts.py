@@ -11,9 +11,9 @@ import csv
 from pathlib import Path
 
 from classvis import plots
+from classvis import runkeys as keys
 from classvis.evaluate import class_errors
 from classvis.pipeline import RunResult
-from classvis.track import metric_key
 
 PER_CLASS_MODELS = ("teacher", "student")
 GRID_PER_CLASS = 10  # at most this many images per class in visualizations.png
@@ -96,47 +96,49 @@ def _per_class_models(result: RunResult) -> tuple[str, ...]:
 
 def run_metrics(result: RunResult) -> dict[str, float]:
     metrics: dict[str, float] = {}
-    names = [metric_key(name) for name in result.class_names]
     for model, evaluation in result.evaluations.items():
-        metrics[f"{model}/accuracy"] = evaluation.accuracy
+        metrics[keys.accuracy(model)] = evaluation.accuracy
     metrics.update(result.view_accuracies)
     for model in _per_class_models(result):
         evaluation = result.evaluations[model]
         for measure in ("precision", "recall", "f1"):
-            for name, value in zip(names, getattr(evaluation, measure), strict=True):
-                metrics[f"{model}/{measure}/{name}"] = float(value)
-    metrics["student/final_loss"] = result.student_losses[-1]
-    metrics["student/steps"] = float(len(result.student_losses))
+            for name, value in zip(result.class_names, getattr(evaluation, measure), strict=True):
+                metrics[keys.per_class(model, measure, name)] = float(value)
+    metrics[keys.measure("student", "final_loss")] = result.student_losses[-1]
+    metrics[keys.measure("student", "steps")] = float(len(result.student_losses))
     for key, value in result.extraction_info.items():
-        metrics[f"extract/{key}"] = float(value)
+        metrics[keys.extract(key)] = float(value)
     for model, count in result.parameters.items():
-        metrics[f"{model}/parameters"] = float(count)
-    metrics["synthetic/images"] = float(len(result.synthetic.images))
+        metrics[keys.measure(model, "parameters")] = float(count)
+    metrics[keys.SYNTHETIC_IMAGES] = float(len(result.synthetic.images))
     for stage, seconds in result.seconds.items():
-        metrics[f"time/{stage}"] = seconds
+        metrics[keys.stage_time(stage)] = seconds
     if result.compressed is not None:
         trainable = result.compressed.trainable_parameters
-        metrics["compressed/trainable_parameters"] = float(trainable)
-        metrics["compressed/frozen_parameters"] = float(result.compressed.model.rows.numel())
-        metrics["compressed/compression_ratio"] = result.parameters["teacher"] / trainable
-        metrics["compressed/final_loss"] = result.compressed.epoch_losses[-1]
+        metrics[keys.measure("compressed", "trainable_parameters")] = float(trainable)
+        metrics[keys.measure("compressed", "frozen_parameters")] = float(
+            result.compressed.model.rows.numel())
+        metrics[keys.measure("compressed", "compression_ratio")] = (
+            result.parameters["teacher"] / trainable)
+        metrics[keys.measure("compressed", "final_loss")] = result.compressed.epoch_losses[-1]
     if result.swap is not None:
         swap = result.swap
-        key = metric_key(result.class_names[swap.base_class])
+        name = result.class_names[swap.base_class]
         for model in ("student", "baseline_student"):
             false_pos, false_neg = class_errors(result.evaluations[model].confusion,
                                                 swap.base_class)
-            metrics[f"{model}/false_positives/{key}"] = float(false_pos)
-            metrics[f"{model}/false_negatives/{key}"] = float(false_neg)
-        metrics["swap/accuracy_change"] = (result.evaluations["student"].accuracy
-                                           - result.evaluations["baseline_student"].accuracy)
-        metrics["swap/images"] = float(len(swap.swapped.replaced))
+            metrics[keys.per_class(model, "false_positives", name)] = float(false_pos)
+            metrics[keys.per_class(model, "false_negatives", name)] = float(false_neg)
+        metrics[keys.measure("swap", "accuracy_change")] = (
+            result.evaluations["student"].accuracy
+            - result.evaluations["baseline_student"].accuracy)
+        metrics[keys.measure("swap", "images")] = float(len(swap.swapped.replaced))
     if result.privacy is not None:
         metrics.update(result.privacy.metrics())
     if result.file_info is not None:
-        metrics["student/synthetic_agreement"] = result.file_info["synthetic_agreement"]
+        metrics[keys.SYNTHETIC_AGREEMENT] = result.file_info["synthetic_agreement"]
         if "source_teacher_accuracy" in result.file_info:
-            metrics["source/teacher_accuracy"] = result.file_info["source_teacher_accuracy"]
+            metrics[keys.SOURCE_TEACHER_ACCURACY] = result.file_info["source_teacher_accuracy"]
     return metrics
 
 

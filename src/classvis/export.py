@@ -18,7 +18,9 @@ import tempfile
 from pathlib import Path
 
 from classvis import __version__
+from classvis import runkeys as keys
 from classvis.synthetic import SyntheticSet
+from classvis.track import Store, StoreError
 
 ARTIFACT = "synthetic_set.safetensors"
 
@@ -27,38 +29,31 @@ class ExportError(RuntimeError):
     pass
 
 
-def export_run(client, run_id: str, output: Path, tracking_uri: str) -> SyntheticSet:
+def export_run(store: Store, run_id: str, output: Path) -> SyntheticSet:
     """Download run ``run_id``'s synthetic set, add the run's identity, write it to ``output``."""
-    from mlflow.exceptions import MlflowException
-
     try:
-        run = client.get_run(run_id)
-    except MlflowException as error:
-        raise ExportError(f"RUN_ID: no run {run_id!r} in {tracking_uri} "
-                          f"({str(error).splitlines()[0]})") from None
-    if run.info.status != "FINISHED":
-        raise ExportError(f"RUN_ID: run {run_id} is {run.info.status}, not FINISHED; only a "
+        run = store.run(run_id)
+    except StoreError as error:
+        raise ExportError(str(error)) from None
+    if run.status != "FINISHED":
+        raise ExportError(f"RUN_ID: run {run_id} is {run.status}, not FINISHED; only a "
                           f"finished run's synthetic set is exported")
-    names = [item.path for item in client.list_artifacts(run_id)]
-    if ARTIFACT not in names:
+    if ARTIFACT not in store.artifact_names(run_id):
         raise ExportError(f"RUN_ID: run {run_id} has no {ARTIFACT} artifact (is it a classvis "
                           f"training run? a report run has none)")
     with tempfile.TemporaryDirectory(prefix="classvis-export-") as folder:
-        local = client.download_artifacts(run_id, ARTIFACT, folder)
-        synthetic = SyntheticSet.load(local)
-    experiment = client.get_experiment(run.info.experiment_id)
-    metrics = run.data.metrics
+        synthetic = SyntheticSet.load(store.download_artifact(run_id, ARTIFACT, Path(folder)))
     synthetic.metadata.update({
         "run_id": run_id,
-        "run_name": run.info.run_name or "",
-        "experiment": experiment.name,
-        "tracking_uri": tracking_uri,
+        "run_name": run.run_name,
+        "experiment": store.experiment_name(run.experiment_id),
+        "tracking_uri": store.uri,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "exported_by": f"classvis {__version__}",
     })
-    for key in ("teacher/accuracy", "student/accuracy"):
-        if key in metrics:
-            synthetic.metadata[key.replace("/", "_")] = repr(metrics[key])
+    for model in ("teacher", "student"):
+        if keys.accuracy(model) in run.metrics:
+            synthetic.metadata[f"{model}_accuracy"] = repr(run.metrics[keys.accuracy(model)])
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
     synthetic.save(partial)
@@ -95,21 +90,13 @@ def main(argv: list[str] | None = None) -> int:
                              "sqlite:///mlflow.db in this directory)")
     args = parser.parse_args(argv)
 
-    import mlflow
-
     from classvis.progress import interactive, quiet_mlflow_when
-    from classvis.track import absolute_uri
 
     quiet_mlflow_when(not interactive())
-
-    uri = absolute_uri(args.tracking_uri, Path.cwd())
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-        print(f"classvis export: error: --tracking-uri: no MLflow store at {uri}", file=sys.stderr)
-        return 2
     try:
-        synthetic = export_run(mlflow.MlflowClient(tracking_uri=uri), args.run_id, args.output,
-                               uri)
-    except ExportError as error:
+        synthetic = export_run(Store.open(args.tracking_uri, Path.cwd()), args.run_id,
+                               args.output)
+    except (ExportError, StoreError) as error:
         print(f"classvis export: error: {error}", file=sys.stderr)
         return 2
     print(f"classvis export: wrote {args.output}: {describe(synthetic)}")

@@ -64,24 +64,12 @@ def register(name: str, settings_class: type, needs_linear_teacher: bool = False
 @dataclass(frozen=True)
 class ClassVisSettings:
     """Gradient ascent on the pre-softmax class score S_c(I) - l2 * ||I||^2 (Simonyan et al. 2013)
-    until no image changes by more than ``tol`` of its norm in one step, or after ``steps``. The
-    teacher is frozen; only the images change. (The image change is tested, not the objective,
-    whose gain near the optimum drowns in float32 rounding long before the image converges.)
-
-    ``per_class: k`` (beyond the paper) extracts k images per class from different random starts
-    (``start_std`` around the blank image; 0 with k = 1 is the paper's blank start); ``diversity``
-    rewards the mean log distance between images of one class (``within_class_spread``).
-
-    For deep teachers (see ``priors``): ``jitter`` (random shifts of up to that many pixels),
-    ``flip`` (random left-right mirroring) and ``scale`` (random zoom by up to that fraction) show
-    the teacher a new view at every step; ``tv``, ``blur`` every ``blur_every`` steps, ``clip`` to
-    [0, 1]; ``param: fourier`` ascends in a frequency-scaled Fourier basis; ``bn`` weighs
-    DeepInversion's match of every BatchNorm layer's batch statistics to its running ones;
-    ``target: log_prob`` ascends log p(c | I) instead of the unbounded score, and ``optimizer:
-    adam`` steps each pixel at its own scale. With random views or blur the images never stop
-    changing, so all ``steps`` run. ``batch_size`` optimises the images in successive groups of
-    that many (a multiple of the class count, every class in each; 0: all together) to bound
-    memory; BatchNorm statistics are those of the group.
+    until no image changes by more than ``tol`` of its norm in one step, or after ``steps``; the
+    teacher is frozen. The image change is tested, not the objective, whose gain near the optimum
+    drowns in float32 rounding long before the image converges. Beyond the paper: k images per
+    class kept apart by ``diversity``, and the priors deep teachers need (``priors``; keys:
+    conf/extractor/class_vis.yaml). With random views or blur the images never settle, so all
+    ``steps`` run.
     """
 
     l2: float = 0.5

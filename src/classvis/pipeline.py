@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from classvis import __version__
+from classvis import runkeys as keys
 from classvis.compress import Compressed, compress
 from classvis.data import ImageData, load_dataset
 from classvis.evaluate import Evaluation, evaluate
@@ -156,7 +157,8 @@ def _swap(settings: RunSettings, data: ImageData, teacher: nn.Module,
 def _view_accuracies(models: dict[str, torch.nn.Module], data: ImageData) -> dict[str, float]:
     """Each model's accuracy on each further view of the test set (one-vs-rest: the full and the
     balanced test set), as ``<model>/<view>_test_accuracy``."""
-    return {f"{name}/{view}_test_accuracy": evaluate(model, x, y, data.num_classes).accuracy
+    return {keys.measure(name, f"{view}_test_accuracy"):
+            evaluate(model, x, y, data.num_classes).accuracy
             for view, (x, y) in data.test_views.items() for name, model in models.items()}
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from classvis import runkeys as keys
 from classvis.settings import positive
 
 
@@ -65,16 +66,16 @@ class PrivacyResult:
     def metrics(self) -> dict[str, float]:
         synthetic, test = self.synthetic.distances, self.test.distances
         return {
-            "privacy/nn_distance_median": float(synthetic.median()),
-            "privacy/nn_distance_min": float(synthetic.min()),
-            "privacy/nn_distance_mean": float(synthetic.mean()),
-            "privacy/test_nn_distance_median": float(test.median()),
-            "privacy/test_images": float(len(test)),
-            "privacy/distance_ratio": self.ratio,
-            "privacy/nndr_median": float(self.synthetic.distance_ratio.median()),
-            "privacy/nndr_min": float(self.synthetic.distance_ratio.min()),
-            "privacy/test_nndr_median": float(self.test.distance_ratio.median()),
-            "privacy/distinct_nearest": float(len(torch.unique(self.synthetic.indices))),
+            keys.privacy("nn_distance_median"): float(synthetic.median()),
+            keys.privacy("nn_distance_min"): float(synthetic.min()),
+            keys.privacy("nn_distance_mean"): float(synthetic.mean()),
+            keys.privacy("test_nn_distance_median"): float(test.median()),
+            keys.privacy("test_images"): float(len(test)),
+            keys.DISTANCE_RATIO: self.ratio,
+            keys.privacy("nndr_median"): float(self.synthetic.distance_ratio.median()),
+            keys.privacy("nndr_min"): float(self.synthetic.distance_ratio.min()),
+            keys.privacy("test_nndr_median"): float(self.test.distance_ratio.median()),
+            keys.privacy("distinct_nearest"): float(len(torch.unique(self.synthetic.indices))),
         }
 
 

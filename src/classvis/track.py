@@ -8,6 +8,7 @@ lands in the same experiment whatever its working directory. ``MLFLOW_TRACKING_U
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import re
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from classvis import runkeys as keys
 from classvis.settings import require
 
 log = logging.getLogger(__name__)
@@ -50,12 +52,6 @@ def absolute_uri(uri: str, base: Path) -> str:
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         return "sqlite:///" + str((base / uri[len("sqlite:///"):]).resolve())
     return uri
-
-
-def metric_key(name: str) -> str:
-    """A class name as one metric-key segment: MLflow allows letters, digits, ``_-. `` (a ``/``
-    would split the key), so anything else becomes ``_`` (``T-shirt/top`` -> ``T-shirt_top``)."""
-    return re.sub(r"[^0-9A-Za-z_\-. ]", "_", name).strip() or "_"
 
 
 def _is_transient(error: Exception) -> bool:
@@ -192,8 +188,114 @@ def tracked_run(run_name: str, tags: dict[str, str]) -> Iterator[TrackedRun]:
         status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:4000]
         with contextlib.suppress(Exception):
-            tracked.set_tags({"error": reason, "status_reason": status.lower()})
+            tracked.set_tags({keys.ERROR: reason, keys.STATUS_REASON: status.lower()})
         with contextlib.suppress(Exception):
             retrying(lambda: mlflow.end_run(status=status))
         raise
     retrying(lambda: mlflow.end_run(status="FINISHED"))
+
+
+class StoreError(RuntimeError):
+    """A store, experiment or run a command was pointed at is not there (one line to print)."""
+
+
+@dataclass
+class StoredRun:
+    """A run as read back from the store: plain values, no MLflow objects."""
+
+    run_id: str
+    run_name: str
+    experiment_id: str
+    status: str
+    start_time: int
+    tags: dict[str, str]
+    metrics: dict[str, float]
+
+
+def _stored(run: Any) -> StoredRun:
+    return StoredRun(run.info.run_id, run.info.run_name or "", run.info.experiment_id,
+                     run.info.status, run.info.start_time, dict(run.data.tags),
+                     dict(run.data.metrics))
+
+
+class Store:
+    """A tracking store opened by the tools that read runs back (the report, export); every call
+    retries while the store is busy, like the training run's own logging."""
+
+    def __init__(self, uri: str):
+        import mlflow
+
+        self.uri = uri
+        self.client = mlflow.MlflowClient(tracking_uri=uri)
+
+    @classmethod
+    def open(cls, uri: str, base: Path, option: str = "--tracking-uri") -> Store:
+        """The store at ``uri`` (a relative SQLite path is taken from ``base``); a local SQLite
+        store that does not exist is an error, not a new empty store."""
+        uri = absolute_uri(uri, base)
+        path = TrackingSettings(uri, "-").sqlite_path
+        if path is not None and not path.exists():
+            raise StoreError(f"{option}: no MLflow store at {uri}")
+        return cls(uri)
+
+    def experiment_id(self, name: str) -> str:
+        """The id of the experiment called ``name``; an error listing the others if none."""
+        experiment = retrying(lambda: self.client.get_experiment_by_name(name))
+        if experiment is None:
+            names = ", ".join(e.name for e in retrying(self.client.search_experiments))
+            raise StoreError(f"--experiment: no experiment {name!r} in {self.uri} "
+                             f"(there are: {names})")
+        return str(experiment.experiment_id)
+
+    def experiment_name(self, experiment_id: str) -> str:
+        return str(retrying(lambda: self.client.get_experiment(experiment_id)).name)
+
+    def run(self, run_id: str) -> StoredRun:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return _stored(retrying(lambda: self.client.get_run(run_id)))
+        except MlflowException as error:
+            raise StoreError(f"RUN_ID: no run {run_id!r} in {self.uri} "
+                             f"({str(error).splitlines()[0]})") from None
+
+    def finished_runs(self, experiment_id: str) -> Iterator[StoredRun]:
+        """Every FINISHED run of the experiment, following the store's pagination."""
+        token = None
+        while True:
+            page = retrying(functools.partial(
+                self.client.search_runs, [experiment_id],
+                filter_string="attributes.status = 'FINISHED'", max_results=1000,
+                page_token=token))
+            yield from (_stored(run) for run in page)
+            token = page.token
+            if not token:
+                return
+
+    def artifact_names(self, run_id: str) -> list[str]:
+        return [item.path for item in retrying(lambda: self.client.list_artifacts(run_id))]
+
+    def download_artifact(self, run_id: str, path: str, folder: Path) -> Path:
+        return Path(retrying(lambda: self.client.download_artifacts(run_id, path, str(folder))))
+
+    def log_files_to_summary_run(self, experiment_id: str, kind: str, title: str,
+                                 files: list[Path], artifact_path: str) -> str:
+        """Log ``files`` under ``artifact_path`` of the experiment's run tagged ``kind`` (made on
+        first use, then updated, so one experiment has one summary run per kind)."""
+        import tempfile
+
+        client = self.client
+        existing = retrying(lambda: client.search_runs(
+            [experiment_id], filter_string=f"tags.`{keys.KIND}` = '{kind}'", max_results=1))
+        if existing:
+            run_id = existing[0].info.run_id
+            retrying(lambda: client.update_run(run_id, status="RUNNING"))
+        else:
+            run_id = retrying(lambda: client.create_run(
+                experiment_id, run_name=title, tags={keys.KIND: kind})).info.run_id
+        with tempfile.TemporaryDirectory() as staging:
+            for path in files:
+                (Path(staging) / path.name).write_bytes(path.read_bytes())
+            retrying(lambda: client.log_artifacts(run_id, staging, artifact_path=artifact_path))
+        retrying(lambda: client.set_terminated(run_id, status="FINISHED"))
+        return str(run_id)

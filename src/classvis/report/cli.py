@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
+from classvis import runkeys as keys
 from classvis.report.cells import Section
 from classvis.report.figures import accuracy_vs_images_figures, f1_figures
-from classvis.report.runs import DATASET_TITLES, REPORT_KIND, RunRecord, fetch_runs
+from classvis.report.runs import DATASET_TITLES, RunRecord, fetch_runs
 from classvis.report.sections import deep, privacy, section8, section10
 from classvis.report.table5 import Table, table5
 
@@ -63,25 +63,6 @@ def markdown_document(table: Table, sections: list[Section] | None = None) -> st
     return "\n".join(lines) + "\n"
 
 
-def log_summary_run(client, experiment_id: str, files: list[Path], title: str) -> str:
-    """Log the report's files into the experiment's summary run (created once, then updated)."""
-    existing = client.search_runs([experiment_id], filter_string="tags.`classvis.kind` = 'report'",
-                                  max_results=1)
-    if existing:
-        run_id = existing[0].info.run_id
-        client.update_run(run_id, status="RUNNING")
-    else:
-        run_id = client.create_run(experiment_id, run_name=title,
-                                   tags={"classvis.kind": REPORT_KIND}).info.run_id
-    with tempfile.TemporaryDirectory() as staging:
-        for path in files:
-            target = Path(staging) / path.name
-            target.write_bytes(path.read_bytes())
-        client.log_artifacts(run_id, staging, artifact_path="report")
-    client.set_terminated(run_id, status="FINISHED")
-    return run_id
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="classvis-report", description=DESCRIPTION)
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI",
@@ -98,22 +79,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not log the report to a summary run in MLflow")
     args = parser.parse_args(argv)
 
-    import mlflow
+    from classvis.track import Store, StoreError
 
-    from classvis.track import absolute_uri
-
-    uri = absolute_uri(args.tracking_uri, Path.cwd())
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-        print(f"classvis-report: error: --tracking-uri: no MLflow store at {uri}", file=sys.stderr)
+    try:
+        store = Store.open(args.tracking_uri, Path.cwd())
+        experiment_id = store.experiment_id(args.experiment)
+    except StoreError as error:
+        print(f"classvis-report: error: {error}", file=sys.stderr)
         return 2
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(args.experiment)
-    if experiment is None:
-        names = ", ".join(e.name for e in client.search_experiments())
-        print(f"classvis-report: error: --experiment: no experiment {args.experiment!r} in {uri} "
-              f"(there are: {names})", file=sys.stderr)
-        return 2
-    runs = fetch_runs(client, experiment.experiment_id)
+    runs = fetch_runs(store, experiment_id)
     table = table5(runs)
     sections = [section for section in (section8(runs), section10(runs), deep(runs),
                                         privacy(runs))
@@ -124,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"written: {', '.join(str(path) for path in files)}")
     if not args.no_log:
         title = "report: Table 5" if table.rows or not sections else "report"
-        run_id = log_summary_run(client, experiment.experiment_id, files, title)
+        run_id = store.log_files_to_summary_run(experiment_id, keys.REPORT_KIND, title, files,
+                                                 artifact_path="report")
         print(f"logged to MLflow run {run_id} (experiment {args.experiment!r})")
     return 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from classvis import runkeys as keys
 from classvis.report.cells import metric_values
 from classvis.report.labels import setting_label
 from classvis.report.runs import (
@@ -27,20 +28,19 @@ def f1_figures(runs: list[RunRecord], folder: Path) -> list[Path]:
     """Per dataset: per-class F1 of the teacher and of each Table 5 student (the paper's
     Figures 4, 6, 8 and 10), averaged over seeds."""
     from classvis import plots
-    from classvis.track import metric_key
 
     written = []
-    for dataset in ordered_datasets({r.tags["dataset"] for r in runs if "dataset" in r.tags}):
-        dataset_runs = [r for r in runs if r.tags.get("dataset") == dataset
-                        and is_table5_run(r) and "class_names" in r.tags]
+    for dataset in ordered_datasets({r.tags[keys.DATASET] for r in runs if keys.DATASET in r.tags}):
+        dataset_runs = [r for r in runs if r.tags.get(keys.DATASET) == dataset
+                        and is_table5_run(r) and keys.CLASS_NAMES in r.tags]
         if not dataset_runs:
             continue
-        names = json.loads(dataset_runs[-1].tags["class_names"])
+        names = json.loads(dataset_runs[-1].tags[keys.CLASS_NAMES])
         series: dict[str, np.ndarray] = {}
 
         def mean_f1(chosen: list[RunRecord], model: str, names: list[str] = names
                     ) -> np.ndarray | None:
-            rows = [[r.metrics.get(f"{model}/f1/{metric_key(name)}", np.nan) for name in names]
+            rows = [[r.metrics.get(keys.per_class(model, "f1", name), np.nan) for name in names]
                     for r in chosen]
             return np.nanmean(np.array(rows), axis=0) if rows else None
 
@@ -69,15 +69,15 @@ def accuracy_vs_images_figures(runs: list[RunRecord], folder: Path) -> list[Path
     settings or student recipes, each setting gets its own lines instead, named by it."""
     from classvis import plots
 
-    chosen = [r for r in per_class_runs(runs) if "swap" not in r.tags
-              and "synthetic/images" in r.metrics]
+    chosen = [r for r in per_class_runs(runs) if keys.SWAP not in r.tags
+              and keys.SYNTHETIC_IMAGES in r.metrics]
     written = []
-    series_keys = sorted({(r.tags.get("dataset", ""), r.tags.get("teacher", ""),
-                           r.tags.get("student", "")) for r in chosen})
+    series_keys = sorted({(r.tags.get(keys.DATASET, ""), r.tags.get(keys.TEACHER, ""),
+                           r.tags.get(keys.STUDENT, "")) for r in chosen})
     for dataset, teacher, student in series_keys:
-        group = [r for r in chosen if (r.tags.get("dataset", ""), r.tags.get("teacher", ""),
-                                       r.tags.get("student", "")) == (dataset, teacher, student)]
-        cells = latest_runs_by(group, lambda r: (int(r.metrics["synthetic/images"]),
+        group = [r for r in chosen if (r.tags.get(keys.DATASET, ""), r.tags.get(keys.TEACHER, ""),
+                                       r.tags.get(keys.STUDENT, "")) == (dataset, teacher, student)]
+        cells = latest_runs_by(group, lambda r: (int(r.metrics[keys.SYNTHETIC_IMAGES]),
                                                  setting_label(r.tags)))
         counts = sorted({count for count, _ in cells})
         if len(counts) < 2:
@@ -91,13 +91,14 @@ def accuracy_vs_images_figures(runs: list[RunRecord], folder: Path) -> list[Path
             suffix = f"; {label}" if label else ""
             line_counts = sorted(points)
             curves[f"student ({student}{suffix})"] = (line_counts, [
-                statistics.fmean(metric_values(points[c], "student/accuracy"))
+                statistics.fmean(metric_values(points[c], keys.accuracy("student")))
                 for c in line_counts])
-            compressed = [metric_values(points[c], "compressed/accuracy") for c in line_counts]
+            compressed = [metric_values(points[c], keys.accuracy("compressed"))
+                          for c in line_counts]
             if all(compressed):
                 curves[f"compressed (frozen rows, biases trained{suffix})"] = (
                     line_counts, [statistics.fmean(v) for v in compressed])
-        teacher_accuracy = statistics.fmean(metric_values(group, "teacher/accuracy"))
+        teacher_accuracy = statistics.fmean(metric_values(group, keys.accuracy("teacher")))
         path = folder / f"accuracy_vs_images_{dataset}_{teacher}_{student}.png"
         plots.save(plots.accuracy_vs_images_figure(
             curves, teacher_accuracy, f"teacher ({teacher})",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from classvis import runkeys as keys
+
 
 def with_variant(tags: dict[str, str], kind: str) -> str:
     variant = tags.get(f"{kind}_variant")
@@ -46,18 +48,18 @@ BALANCE_TASK = {"none": "all images", "train": "balanced train set",
 def balance_label(tags: dict[str, str]) -> str:
     """Which sets of a one-vs-rest run were balanced."""
     # runs made before the tag existed balanced both sets
-    return BALANCE_TASK.get(tags.get("one_vs_rest_balance", "train_and_test"), "?")
+    return BALANCE_TASK.get(tags.get(keys.ONE_VS_REST_BALANCE, "train_and_test"), "?")
 
 
 def task_label(tags: dict[str, str]) -> str:
     """The classification task: all classes, a subset, one-vs-rest, or a swapped set."""
-    if tags.get("swap"):
-        details = [balance_label(tags)] if tags["swap"].endswith("-vs-rest") else []
-        if tags.get("swap.targets") == "teacher":
+    if tags.get(keys.SWAP):
+        details = [balance_label(tags)] if tags[keys.SWAP].endswith("-vs-rest") else []
+        if tags.get(keys.SWAP_TARGETS) == "teacher":
             details.append("base teacher's targets")
         return f"10-class set, {tags['swap']}" + (f" ({', '.join(details)})" if details else "")
-    if tags.get("classes"):
-        return "classes " + ", ".join(json.loads(tags["classes"]))
-    if tags.get("one_vs_rest"):
+    if tags.get(keys.CLASSES):
+        return "classes " + ", ".join(json.loads(tags[keys.CLASSES]))
+    if tags.get(keys.ONE_VS_REST):
         return f"{tags['one_vs_rest']} vs rest ({balance_label(tags)})"
     return "all classes"

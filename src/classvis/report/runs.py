@@ -7,7 +7,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-REPORT_KIND = "report"  # the classvis.kind tag of the report's summary runs
+from classvis import runkeys as keys
+from classvis.track import Store
+
 DATASET_TITLES = {"mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
                   "cifar10_jpg": "CIFAR-10 (JPEG)", "digits": "Digits (8x8)"}
 TABLE5_TEACHER = "linear"  # the paper's Table 5 teachers: softmax regression
@@ -22,27 +24,18 @@ class RunRecord:
     metrics: dict[str, float]
 
 
-def fetch_runs(client, experiment_id: str) -> list[RunRecord]:
-    """Every FINISHED experiment run (summary runs excluded), following MLflow's pagination."""
-    records, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string="attributes.status = 'FINISHED'",
-                                  max_results=1000, page_token=token)
-        for run in page:
-            if run.data.tags.get("classvis.kind") == REPORT_KIND:
-                continue
-            records.append(RunRecord(run.info.run_id, run.info.start_time, dict(run.data.tags),
-                                     dict(run.data.metrics)))
-        token = page.token
-        if not token:
-            return records
+def fetch_runs(store: Store, experiment_id: str) -> list[RunRecord]:
+    """Every FINISHED run of the experiment, summary runs excluded."""
+    return [RunRecord(run.run_id, run.start_time, run.tags, run.metrics)
+            for run in store.finished_runs(experiment_id)
+            if run.tags.get(keys.KIND) != keys.REPORT_KIND]
 
 
 def latest_per_seed(runs: list[RunRecord]) -> list[RunRecord]:
     """One run per seed: a re-run of the same cell replaces the earlier one."""
     latest: dict[str, RunRecord] = {}
     for run in sorted(runs, key=lambda r: r.start_time):
-        latest[run.tags.get("seed", "")] = run
+        latest[run.tags.get(keys.SEED, "")] = run
     return [latest[seed] for seed in sorted(latest)]
 
 
@@ -65,21 +58,21 @@ def is_table5_run(run: RunRecord) -> bool:
     """A run of the paper's Table 5 protocol: linear teacher on all classes of a dataset, one
     image per class, no swap or compression stage."""
     tags = run.tags
-    return (tags.get("teacher") == TABLE5_TEACHER and "dataset" in tags
-            and tags.get("per_class", "1") == "1"
+    return (tags.get(keys.TEACHER) == TABLE5_TEACHER and keys.DATASET in tags
+            and tags.get(keys.PER_CLASS, "1") == "1"
             and not any(key in tags for key in ("swap", "classes", "one_vs_rest", "compress",
                                                 "synthetic_file")))
 
 
 def is_deep_run(run: RunRecord) -> bool:
     """A run of a convolutional teacher, or of the real-image baseline (the deep section's)."""
-    return (run.tags.get("teacher", "").startswith(CONV_ARCHITECTURES)
-            or run.tags.get("extractor") == "real_subset")
+    return (run.tags.get(keys.TEACHER, "").startswith(CONV_ARCHITECTURES)
+            or run.tags.get(keys.EXTRACTOR) == "real_subset")
 
 
 def per_class_runs(runs: list[RunRecord]) -> list[RunRecord]:
     """Runs outside Table 5's protocol that extracted their own set: k per class, other
     teachers, compression."""
-    return [r for r in runs if "synthetic_file" not in r.tags and (
-        r.tags.get("teacher") != TABLE5_TEACHER or r.tags.get("per_class", "1") != "1"
-        or "compress" in r.tags)]
+    return [r for r in runs if keys.SYNTHETIC_FILE not in r.tags and (
+        r.tags.get(keys.TEACHER) != TABLE5_TEACHER or r.tags.get(keys.PER_CLASS, "1") != "1"
+        or keys.COMPRESS in r.tags)]

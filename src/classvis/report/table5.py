@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from classvis import runkeys as keys
 from classvis.report.cells import mean_sd_text
 from classvis.report.labels import variants_label
 from classvis.report.runs import (
@@ -97,7 +98,8 @@ def runs_of_column(dataset_runs: list[RunRecord], selector: tuple[str, str] | No
     """The runs of one column: its (extractor, student), or every run for the teachers'."""
     if selector is None:
         return dataset_runs
-    return [r for r in dataset_runs if (r.tags.get("extractor"), r.tags.get("student")) == selector]
+    return [r for r in dataset_runs
+            if (r.tags.get(keys.EXTRACTOR), r.tags.get(keys.STUDENT)) == selector]
 
 
 def table5(runs: list[RunRecord]) -> Table:
@@ -105,14 +107,14 @@ def table5(runs: list[RunRecord]) -> Table:
     by_dataset: dict[str, list[RunRecord]] = defaultdict(list)
     for run in runs:
         if is_table5_run(run):
-            by_dataset[run.tags["dataset"]].append(run)
+            by_dataset[run.tags[keys.DATASET]].append(run)
     rows, missing, teachers, others = {}, [], {}, []
     for dataset in ordered_datasets(by_dataset):
         dataset_runs = by_dataset[dataset]
         cells: dict[str, Cell] = {}
         for column, selector in TABLE5_COLUMNS.items():
             # the Trainset column is the teachers' own accuracy, once per seed
-            metric = "teacher/accuracy" if selector is None else "student/accuracy"
+            metric = keys.accuracy("teacher") if selector is None else keys.accuracy("student")
             shown, chosen, rest = split_by_recipe(runs_of_column(dataset_runs, selector),
                                               teacher_only=selector is None)
             cells[column] = Cell([r.metrics[metric] for r in chosen if metric in r.metrics],
@@ -126,9 +128,9 @@ def table5(runs: list[RunRecord]) -> Table:
                                f"FINISHED run with extractor={extractor}, student={student}, "
                                f"teacher={TABLE5_TEACHER}")
         rows[dataset] = cells
-        sources = [r.tags.get("teacher_source", "trained") for r in dataset_runs]
+        sources = [r.tags.get(keys.TEACHER_SOURCE, "trained") for r in dataset_runs]
         teachers[dataset] = {"runs": len(dataset_runs), "trained": sources.count("trained"),
                              "cache": sources.count("cache"),
-                             "teachers": len({r.tags.get("teacher_key", r.run_id)
+                             "teachers": len({r.tags.get(keys.TEACHER_KEY, r.run_id)
                                               for r in dataset_runs})}
     return Table(list(TABLE5_COLUMNS), rows, missing, teachers, others)

@@ -1,0 +1,99 @@
+"""The names of what a run records in MLflow, defined once.
+
+The code that writes a run's tags and metrics (``app``, ``artifacts``, ``privacy``, ``track``) and
+the code that reads them back (the report, resume, ``export``) use these names, so renaming a key
+cannot silently leave a reader looking for the old one. Metric values are fractions, not percent.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Tags: what the run is (set when it starts; the report groups runs by these, never by names).
+DATASET = "dataset"
+EXTRACTOR = "extractor"
+PER_CLASS = "per_class"
+TEACHER = "teacher"
+STUDENT = "student"
+SEED = "seed"
+DEVICE = "device"
+DEVICE_NAME = "device_name"
+HYDRA_OVERRIDES = "hydra.overrides"
+HYDRA_JOB_NUM = "hydra.job_num"
+CLASSES = "classes"                   # a JSON list when the run used some classes
+ONE_VS_REST = "one_vs_rest"
+ONE_VS_REST_BALANCE = "one_vs_rest_balance"
+SWAP = "swap"
+SWAP_CLASS = "swap.class"
+SWAP_TARGETS = "swap.targets"
+COMPRESS = "compress"
+SYNTHETIC_FILE = "synthetic_file"     # a student trained from an exported file
+SYNTHETIC_SOURCE_PREFIX = "synthetic_source_"
+CONFIG_DIGEST = "config_digest"       # resume: an identical resolved config
+GIT_COMMIT = "git_commit"
+GIT_DIRTY = "git_dirty"
+SOURCE_NAME = "mlflow.source.name"
+SOURCE_GIT_COMMIT = "mlflow.source.git.commit"
+
+# Tags: how it went (set as the run ends).
+TEACHER_SOURCE = "teacher_source"     # trained | cache
+TEACHER_KEY = "teacher_key"
+DONOR_TEACHER_SOURCE = "donor_teacher_source"
+DONOR_TEACHER_KEY = "donor_teacher_key"
+CLASS_NAMES = "class_names"           # a JSON list, in label order
+TEST_SET = "test_set"                 # real | unavailable (students from a file)
+ERROR = "error"                       # why a run FAILED
+STATUS_REASON = "status_reason"
+
+# The report's summary runs carry KIND = REPORT_KIND; every other run is a training run.
+KIND = "classvis.kind"
+REPORT_KIND = "report"
+
+# Metrics.
+SYNTHETIC_IMAGES = "synthetic/images"
+TOTAL_TIME = "time/total"
+LOG_TIME = "time/log"
+TEACHER_LOSS = "teacher/loss"
+STUDENT_LOSS = "student/loss"
+SYNTHETIC_AGREEMENT = "student/synthetic_agreement"
+SOURCE_TEACHER_ACCURACY = "source/teacher_accuracy"
+DISTANCE_RATIO = "privacy/distance_ratio"
+
+
+def variant(kind: str) -> str:
+    """The tag saying how ``kind`` (extractor, teacher, student) differs from its defaults."""
+    return f"{kind}_variant"
+
+
+def accuracy(model: str) -> str:
+    """``teacher/accuracy``, ``student/accuracy``, ``compressed/accuracy``, ..."""
+    return f"{model}/accuracy"
+
+
+def measure(model: str, name: str) -> str:
+    """Another per-model number: ``teacher/parameters``, ``compressed/compression_ratio``, ..."""
+    return f"{model}/{name}"
+
+
+def per_class(model: str, name: str, class_name: str) -> str:
+    """``student/f1/T-shirt_top``: a per-class metric (precision, recall, f1, false_positives,
+    false_negatives) of one model."""
+    return f"{model}/{name}/{metric_key(class_name)}"
+
+
+def stage_time(stage: str) -> str:
+    return f"time/{stage}"
+
+
+def extract(name: str) -> str:
+    return f"extract/{name}"
+
+
+def privacy(name: str) -> str:
+    return f"privacy/{name}"
+
+
+def metric_key(name: str) -> str:
+    """A class name as one metric-key segment: MLflow allows letters, digits, ``_-. `` (a ``/``
+    would split the key), so anything else becomes ``_`` (``T-shirt/top`` -> ``T-shirt_top``)."""
+    return re.sub(r"[^0-9A-Za-z_\-. ]", "_", name).strip() or "_"
