@@ -24,10 +24,12 @@ STAGES = [
     ("compress", "compress.py", True),
     ("evaluate", "evaluate.py\nprivacy.py", False),
 ]
-EDGE_TOP = ("Hydra edge: train.py -> app.py (validates, runs, names the run, resumes sweeps)",
+EDGE_TOP = ("Hydra edge: train.py -> app.py (validates, runs, names the run, resumes sweeps); "
+            "sweep.py: a sweep's parent run",
             "#dbe9f6")
-EDGE_BOTTOM = ("MLflow edge: artifacts.py (values and files) -> track.py (params, metrics, tags, "
-               "artifacts)   |   report/ reads runs back into tables and figures", "#f6e3d4")
+EDGE_BOTTOM = ("MLflow edge: artifacts.py (values and files) -> track.py, the only module that "
+               "imports MLflow (names: runkeys.py)   |   report/, export read runs back",
+               "#f6e3d4")
 
 
 def draw(path: Path) -> None:

@@ -121,3 +121,10 @@ class MaliciousPickle:
 def _seed_and_threads():
     torch.manual_seed(0)
     yield
+
+
+def training_runs(client, experiment_ids: list[str], **search) -> list:
+    """The experiments' training runs, as ``client.search_runs`` returns them, without a sweep's
+    parent run or the report's summary runs (both tagged ``classvis.kind``)."""
+    return [run for run in client.search_runs(experiment_ids, **search)
+            if "classvis.kind" not in run.data.tags]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_image_folder, make_mnist
+from conftest import make_image_folder, make_mnist, training_runs
 from test_config import settings_for
 from torch import nn
 
@@ -140,7 +140,7 @@ def test_a_lenet5_run_end_to_end_logs_its_models_and_metrics(tmp_path):
                    env={"CLASSVIS_DATA": str(data_root)})
     assert result.returncode == 0, result.stderr[-3000:]
     client = client_for(db)
-    (run,) = client.search_runs([client.get_experiment_by_name("classvis").experiment_id])
+    (run,) = training_runs(client, [client.get_experiment_by_name("classvis").experiment_id])
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "mnist | lenet5 -> class_vis -> lenet5 | seed 0"
     assert run.data.tags["teacher"] == run.data.tags["student"] == "lenet5"
@@ -169,7 +169,7 @@ def test_the_deep_preset_sets_visualizations_against_real_images_and_reports_bot
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 of 2 jobs succeeded" in result.stdout
     client = client_for(db)
-    runs = client.search_runs([client.get_experiment_by_name("deep").experiment_id])
+    runs = training_runs(client, [client.get_experiment_by_name("deep").experiment_id])
     cells = sorted((r.data.tags["extractor"], r.data.tags["per_class"],
                     r.data.tags["teacher_source"]) for r in runs)
     assert [cell[:2] for cell in cells] == [("class_vis", "1"), ("real_subset", "1")]
@@ -207,7 +207,7 @@ def test_the_cifar10_preset_runs_a_batchnorm_convnet_teacher_at_small_width(tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 of 2 jobs succeeded" in result.stdout
     client = client_for(db)
-    runs = client.search_runs([client.get_experiment_by_name("deep_cifar10").experiment_id])
+    runs = training_runs(client, [client.get_experiment_by_name("deep_cifar10").experiment_id])
     by_extractor = {r.data.tags["extractor"]: r for r in runs}
     assert set(by_extractor) == {"class_vis", "real_subset"}
     for run in runs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import training_runs
 from test_config import settings_for
 from test_numeric import toy_data
 
@@ -92,7 +93,7 @@ def test_a_run_on_cuda_logs_its_device_and_its_teacher_loads_on_the_cpu(tmp_path
     on_cpu = train(tmp_path, *common, "device=cpu")
     assert on_cpu.returncode == 0, on_cpu.stderr[-3000:]
     client = client_for(db)
-    runs = client.search_runs([client.get_experiment_by_name("classvis").experiment_id],
+    runs = training_runs(client, [client.get_experiment_by_name("classvis").experiment_id],
                               order_by=["attributes.start_time ASC"])
     assert [r.data.tags["device"] for r in runs] == ["cuda:0", "cpu"]
     assert runs[0].data.tags["device_name"] == torch.cuda.get_device_name(0)

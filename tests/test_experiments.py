@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from conftest import training_runs
 from test_numeric import LINEAR, MLP, toy_data
 
 from classvis import report
@@ -194,7 +195,7 @@ def test_section8_and_section10_presets_run_and_report(tmp_path, capsys):
     assert section10.returncode == 0, section10.stderr[-3000:]
 
     client = client_for(db)
-    runs = client.search_runs([client.get_experiment_by_name("s8").experiment_id])
+    runs = training_runs(client, [client.get_experiment_by_name("s8").experiment_id])
     assert len(runs) == 4 and {r.info.status for r in runs} == {"FINISHED"}
     swaps = {r.data.tags["swap"]: r for r in runs if "swap" in r.data.tags}
     assert set(swaps) == {"3 from 3-vs-4", "3 from 3-vs-rest"}
@@ -215,7 +216,7 @@ def test_section8_and_section10_presets_run_and_report(tmp_path, capsys):
     one_vs_rest = next(r for r in runs if r.data.tags.get("one_vs_rest") == "3")
     assert json.loads(one_vs_rest.data.tags["class_names"]) == ["3", "not 3"]
 
-    runs10 = client.search_runs([client.get_experiment_by_name("s10").experiment_id])
+    runs10 = training_runs(client, [client.get_experiment_by_name("s10").experiment_id])
     by_k = {r.data.tags["per_class"]: r for r in runs10}
     assert set(by_k) == {"1", "10"}
     assert {r.data.tags["teacher_key"] for r in runs10} == {by_k["1"].data.tags["teacher_key"]}
@@ -266,7 +267,7 @@ def test_section10_paper_preset_trains_its_teacher_for_steps_once(tmp_path):
                   f"hydra.sweep.dir={tmp_path}/b")
     assert again.returncode == 0, again.stderr[-3000:]
     client = client_for(db)
-    runs = client.search_runs([client.get_experiment_by_name("section10_paper").experiment_id],
+    runs = training_runs(client, [client.get_experiment_by_name("section10_paper").experiment_id],
                               order_by=["attributes.start_time ASC"])
     assert [r.data.tags["teacher_source"] for r in runs] == ["trained", "cache"]
     assert runs[0].data.tags["teacher_key"] == runs[1].data.tags["teacher_key"]

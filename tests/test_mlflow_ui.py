@@ -78,6 +78,11 @@ def test_ui_lists_runs_with_accuracy_and_shows_their_artifacts(mlflow_server, sc
             page.set_default_timeout(60_000)
             # the experiment page, in the UI's "Model training" view
             page.goto(f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
+            # the sweep is one row, its jobs' runs folded under it: unfold them
+            sweep = page.get_by_text(re.compile(r"^sweep: dataset=digits seed=0,1 ")).first
+            sweep.wait_for()
+            sweep.locator("xpath=ancestor::div[@role='gridcell'][1]").locator(
+                "button[data-component-id*='runnamecellrenderer']").click()
             for run in runs:
                 page.get_by_text(run.info.run_name, exact=True).first.wait_for()
             # show the student's accuracy as a column, as a user does from "Columns"

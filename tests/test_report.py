@@ -6,6 +6,7 @@ import csv
 import statistics
 
 import pytest
+from conftest import training_runs
 from test_train_e2e import all_artifacts, client_for, train
 
 from classvis import report
@@ -30,7 +31,7 @@ def test_table_cells_come_from_the_runs_tags(digits_sweep, capsys):
     folder, db = digits_sweep
     client = client_for(db)
     experiment_id = client.get_experiment_by_name("t5").experiment_id
-    runs = client.search_runs([experiment_id])
+    runs = training_runs(client, [experiment_id])
     assert len(runs) == 6 and {r.info.status for r in runs} == {"FINISHED"}
 
     code = report.main(["--tracking-uri", f"sqlite:///{db}", "--experiment", "t5",
@@ -94,3 +95,50 @@ def test_unknown_experiment_is_a_one_line_error(digits_sweep, capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith("classvis-report: error: --experiment: no experiment 'nope'")
     assert "t5" in error and "\n" not in error
+
+
+def test_the_sweep_is_one_parent_run_whose_table_equals_table5(digits_sweep, capsys):
+    """The 6 jobs' runs are nested under one parent run (the UI folds them under it), which holds
+    the job counts and each config's mean ± sd over seeds: Table 5's cells, to the digit."""
+    folder, db = digits_sweep
+    client = client_for(db)
+    experiment_id = client.get_experiment_by_name("t5").experiment_id
+    (parent,) = client.search_runs([experiment_id], filter_string="tags.`classvis.kind` = 'sweep'")
+    assert parent.info.status == "FINISHED"
+    assert parent.info.run_name.startswith("sweep: dataset=digits +table5=class_vis,")
+    assert parent.data.params["sweep.seed"] == "0,1"
+    assert parent.data.metrics == {"sweep/jobs": 6.0, "sweep/finished": 6.0, "sweep/failed": 0.0,
+                                   "sweep/skipped": 0.0}
+    runs = training_runs(client, [experiment_id])
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert {"sweep/summary.md", "sweep/summary.csv", "sweep/jobs.csv"} <= all_artifacts(
+        client, parent.info.run_id)
+    summary = client.download_artifacts(parent.info.run_id, "sweep/summary.csv", str(folder))
+    with open(summary) as handle:
+        sweep_rows = {r["Config (overrides)"]: r for r in csv.DictReader(handle)}
+    assert set(sweep_rows) == {"+table5=class_vis", "+table5=class_vis_deeper",
+                               "+table5=avg_images"}
+    assert "| Seeds |" in parent.data.tags["mlflow.note.content"]
+
+    assert report.main(["--tracking-uri", f"sqlite:///{db}", "--experiment", "t5", "--no-log",
+                        "--output", str(folder / "t5")]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines()
+               if line.startswith("| Digits"))
+    table5 = [cell.strip() for cell in row.strip("|").split("|")]
+    for config, column in (("+table5=class_vis", 2), ("+table5=class_vis_deeper", 3),
+                           ("+table5=avg_images", 4)):
+        assert sweep_rows[config]["Seeds"] == "2"
+        assert sweep_rows[config]["Student (%)"] == table5[column]
+
+    # the report of that one sweep: its table, logged back to the parent run
+    assert report.main(["--tracking-uri", f"sqlite:///{db}", "--sweep", parent.info.run_id,
+                        "--output", str(folder / "sweep")]) == 0
+    printed = capsys.readouterr().out
+    assert "## Sweep: test accuracy (%) per config" in printed and row in printed
+    assert "report/sweep.csv" in all_artifacts(client, parent.info.run_id)
+    for wrong, message in ((runs[0].info.run_id, "is a training run, not a sweep's parent run"),
+                           ("0" * 32, "no run '000")):
+        assert report.main(["--tracking-uri", f"sqlite:///{db}", "--sweep", wrong]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("classvis-report: error: --sweep: ") and message in error
+        assert "\n" not in error

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
+from conftest import training_runs
 from test_train_e2e import client_for, train
 
 pytestmark = pytest.mark.slow
 FAST = ("dataset=digits", "trainer.teacher.epochs=2", "trainer.student.steps=200")
 
 
+def sweeps_of(db, experiment):
+    """A store's sweep parent runs, oldest first."""
+    client = client_for(db)
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id],
+                              filter_string="tags.`classvis.kind` = 'sweep'",
+                              order_by=["attributes.start_time ASC"])
+
+
 def runs_of(db, experiment):
     client = client_for(db)
     found = client.get_experiment_by_name(experiment)
-    return client.search_runs([found.experiment_id]) if found else []
+    return training_runs(client, [found.experiment_id]) if found else []
 
 
 def test_rerun_sweep_skips_finished_jobs_unless_forced(tmp_path):
@@ -26,6 +38,21 @@ def test_rerun_sweep_skips_finished_jobs_unless_forced(tmp_path):
     assert "3 of 3 jobs succeeded, 2 skipped as already FINISHED" in second.stdout
     runs = runs_of(db, "resume")
     assert sorted(r.data.tags["seed"] for r in runs) == ["0", "1", "2"]
+    # each sweep is a parent run; the re-run's parent says what it skipped and keeps those
+    # earlier runs in its table
+    first_parent, second_parent = sweeps_of(db, "resume")
+    assert [r.data.tags["seed"] for r in runs
+            if r.data.tags["mlflow.parentRunId"] == second_parent.info.run_id] == ["2"]
+    assert second_parent.data.metrics["sweep/skipped"] == 2.0
+    assert second_parent.data.metrics["sweep/finished"] == 1.0
+    assert f"MLflow run {second_parent.info.run_id})" in second.stdout
+    note = second_parent.data.tags["mlflow.note.content"]
+    assert "3 jobs: 1 finished, 0 failed, 2 skipped as already FINISHED" in note
+    accuracies = [r.data.metrics["student/accuracy"] for r in runs]
+    row = next(line for line in note.splitlines() if line.startswith("| (every run) |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1] == "3" and cells[3] == (f"{100 * statistics.fmean(accuracies):.2f} ± "
+                                            f"{100 * statistics.stdev(accuracies):.2f}")
     forced = train(tmp_path, *common, "seed=0", "force=true")
     assert forced.returncode == 0 and "skipped" not in forced.stdout
     assert len(runs_of(db, "resume")) == 4
@@ -42,6 +69,9 @@ def test_parallel_joblib_sweep_into_sqlite_loses_nothing(tmp_path):
     runs = runs_of(db, "parallel")
     assert sorted(r.data.tags["seed"] for r in runs) == [str(seed) for seed in range(6)]
     assert {r.info.status for r in runs} == {"FINISHED"}
+    (parent,) = sweeps_of(db, "parallel")  # the workers' runs are nested under it too
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/finished"] == 6.0
     client = client_for(db)
     metric_counts = {len(r.data.metrics) for r in runs}
     assert len(metric_counts) == 1 and metric_counts.pop() > 70
@@ -69,6 +99,9 @@ def test_invalid_and_diverging_jobs_are_reported_and_the_others_run(tmp_path):
     assert diverged.info.status == "FAILED"
     assert diverged.data.tags["error"].startswith("DivergenceError: teacher")
     assert "student/accuracy" not in diverged.data.metrics  # nothing half-done looks finished
+    (parent,) = sweeps_of(db, "bad")
+    assert parent.info.status == "FAILED" and parent.data.tags["error"] == "2 of 3 jobs failed"
+    assert parent.data.metrics["sweep/failed"] == 2.0
 
 
 def test_same_config_and_seed_give_identical_metrics(tmp_path):

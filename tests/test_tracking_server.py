@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import mlflow_server_at
+from conftest import mlflow_server_at, training_runs
 from test_train_e2e import all_artifacts, train
 
 from classvis.synthetic import SyntheticSet
@@ -34,7 +34,7 @@ def test_cluster_jobs_log_runs_and_artifacts_to_a_tracking_server(tmp_path, mlfl
     assert not (tmp_path / "mlflow.db").exists()  # nothing went to the local default store
     client = mlflow.MlflowClient(tracking_uri=mlflow_server)
     experiment = client.get_experiment_by_name("shared-team")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = training_runs(client, [experiment.experiment_id])
     assert sorted(r.data.tags["seed"] for r in runs) == ["0", "1"]
     assert {r.info.status for r in runs} == {"FINISHED"}
     for run in runs:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, make_mnist
+from conftest import ROOT, make_mnist, training_runs
 
 from classvis.synthetic import SyntheticSet
 
@@ -56,7 +56,7 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
     # the default store: one SQLite file in the launch directory, whatever the job folders
     client = client_for(tmp_path / "mlflow.db")
     experiment = client.get_experiment_by_name("classvis")
-    runs = client.search_runs([experiment.experiment_id], order_by=["tags.dataset"])
+    runs = training_runs(client, [experiment.experiment_id], order_by=["tags.dataset"])
     assert [run.info.status for run in runs] == ["FINISHED", "FINISHED"]
     assert [run.info.run_name for run in runs] == [
         "digits | linear -> class_vis -> linear | seed 0",
@@ -136,7 +136,7 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
     found = train(tmp_path, "dataset=synthetic", f"dataset.path={exported}",
                   f"dataset.test_root={tmp_path / 'elsewhere'}", "tracking.experiment=portable")
     assert found.returncode == 0, found.stderr[-3000:]
-    portable_runs = client.search_runs(
+    portable_runs = training_runs(client,
         [client.get_experiment_by_name("portable").experiment_id], order_by=["start_time"])
     without, with_test = portable_runs
     assert without.data.tags["test_set"] == "unavailable"

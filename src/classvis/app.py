@@ -2,8 +2,7 @@
 
 ``main`` is the task function behind ``train.py``. In a multirun a failing job is recorded
 (FAILED in MLflow, one line on stderr, a status file in its job folder) and the sweep carries on;
-``SweepSummary`` (a Hydra callback) prepares the store before the jobs start and reports every
-job's outcome when the sweep ends.
+its run is nested under the sweep's parent run (``sweep.SweepSummary``).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
@@ -30,11 +28,10 @@ from classvis.config import RunSettings, config_digest, resolved_mapping, run_se
 from classvis.device import device_name
 from classvis.fit import DivergenceError
 from classvis.progress import Progress, quiet_mlflow_when
-from classvis.settings import ConfigError, parse
+from classvis.settings import ConfigError
+from classvis.sweep import STATUS_FILE, parent_run_of
 from classvis.synthetic import file_digest
 from classvis.track import (
-    TrackingSettings,
-    absolute_uri,
     connect,
     finished_run_with_tag,
     flatten,
@@ -42,7 +39,6 @@ from classvis.track import (
 )
 
 log = logging.getLogger("classvis")
-STATUS_FILE = "classvis_status.json"
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
@@ -54,6 +50,7 @@ class Job:
     base_dir: Path
     output_dir: Path | None
     search: bool = False  # a trial of a hyperparameter search (the Optuna sweeper)
+    parent_run: str | None = None  # the sweep's parent run
 
     def run_name(self, settings: RunSettings) -> str:
         """The run's name; trials of a search share everything else, so they get their number."""
@@ -73,6 +70,8 @@ def current_job() -> Job:
         base_dir=Path(hydra.runtime.cwd),
         output_dir=Path(hydra.runtime.output_dir),
         search="optuna" in str(hydra.sweeper.get("_target_", "")).lower(),
+        parent_run=(parent_run_of(Path(hydra.runtime.cwd) / hydra.sweep.dir)
+                    if hydra.mode == RunMode.MULTIRUN else None),
     )
 
 
@@ -206,6 +205,8 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[floa
     if skipped is not None:
         return skipped, None
     tags = {**run_tags(settings, job), keys.CONFIG_DIGEST: digest}
+    if job.parent_run is not None:
+        tags[keys.PARENT_RUN] = job.parent_run
     progress = Progress(settings.progress)
     quiet_mlflow_when(not progress.enabled)
     name = job.run_name(settings)
@@ -263,35 +264,3 @@ def main(cfg: DictConfig) -> float:
     if line is not None:
         print(line, flush=True)
     return accuracy
-
-
-class SweepSummary(Callback):
-    """Before a sweep: create the store and experiment once, so parallel jobs do not race to.
-    After it: one line per job and the failures, and a non-zero exit if any job failed."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            tracking = resolved_mapping(config.tracking, "tracking")
-            tracking["uri"] = absolute_uri(tracking["uri"], Path.cwd())
-            connect(parse(TrackingSettings, tracking, "tracking"))
-        except Exception as error:  # each job reports its own config errors
-            log.warning("could not prepare the tracking store: %s", error)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        records = []
-        for path in sorted(sweep_dir.rglob(STATUS_FILE)):
-            try:
-                records.append(json.loads(path.read_text()))
-            except (OSError, ValueError):
-                continue
-        failed = [r for r in records if r["status"] == "FAILED"]
-        skipped = sum(r["status"] == "SKIPPED" for r in records)
-        note = f", {skipped} skipped as already FINISHED" if skipped else ""
-        print(f"classvis: sweep finished: {len(records) - len(failed)} of {len(records)} jobs "
-              f"succeeded{note} ({sweep_dir})", flush=True)
-        for record in failed:
-            print(f"classvis:   job {record['job']} ({record['overrides']}) failed: "
-                  f"{record.get('error')}", file=sys.stderr, flush=True)
-        if failed:
-            raise SystemExit(1)

@@ -45,9 +45,21 @@ TEST_SET = "test_set"                 # real | unavailable (students from a file
 ERROR = "error"                       # why a run FAILED
 STATUS_REASON = "status_reason"
 
-# The report's summary runs carry KIND = REPORT_KIND; every other run is a training run.
+# A sweep's parent run carries KIND = SWEEP_KIND and its jobs' runs PARENT_RUN (MLflow's own tag,
+# which nests them under it in the UI); the report's summary runs carry REPORT_KIND. A run without
+# KIND is a training run.
 KIND = "classvis.kind"
 REPORT_KIND = "report"
+SWEEP_KIND = "sweep"
+PARENT_RUN = "mlflow.parentRunId"
+NOTE = "mlflow.note.content"          # the run's description on its page in the UI
+SWEEP_DIR = "sweep_dir"
+
+# A sweep's parent run: how many jobs finished, failed, or were skipped as already FINISHED.
+SWEEP_JOBS = "sweep/jobs"
+SWEEP_FINISHED = "sweep/finished"
+SWEEP_FAILED = "sweep/failed"
+SWEEP_SKIPPED = "sweep/skipped"
 
 # Metrics.
 SYNTHETIC_IMAGES = "synthetic/images"

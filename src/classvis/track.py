@@ -140,11 +140,11 @@ def finished_run_with_tag(experiment_id: str, key: str, value: str):
 class TrackedRun:
     """One MLflow run, opened by ``tracked_run``; logging calls retry while the store is busy."""
 
-    def __init__(self, run_id: str):
+    def __init__(self, run_id: str, client: Any = None):
         import mlflow
 
         self.run_id = run_id
-        self.client = mlflow.MlflowClient()
+        self.client = client if client is not None else mlflow.MlflowClient()
 
     def log_params(self, params: dict[str, str]) -> None:
         from mlflow.entities import Param
@@ -250,30 +250,40 @@ class Store:
     def experiment_name(self, experiment_id: str) -> str:
         return str(retrying(lambda: self.client.get_experiment(experiment_id)).name)
 
-    def run(self, run_id: str) -> StoredRun:
+    def run(self, run_id: str, option: str = "RUN_ID") -> StoredRun:
         from mlflow.exceptions import MlflowException
 
         try:
             return _stored(retrying(lambda: self.client.get_run(run_id)))
         except MlflowException as error:
-            raise StoreError(f"RUN_ID: no run {run_id!r} in {self.uri} "
+            raise StoreError(f"{option}: no run {run_id!r} in {self.uri} "
                              f"({str(error).splitlines()[0]})") from None
 
-    def finished_runs(self, experiment_id: str) -> Iterator[StoredRun]:
-        """Every FINISHED run of the experiment, following the store's pagination."""
+    def finished_runs(self, experiment_id: str, tag: tuple[str, str] | None = None
+                      ) -> Iterator[StoredRun]:
+        """Every FINISHED run of the experiment (with the tag ``(key, value)`` if given),
+        following the store's pagination."""
+        query = "attributes.status = 'FINISHED'"
+        if tag is not None:
+            query += f" and tags.`{tag[0]}` = '{tag[1]}'"
         token = None
         while True:
             page = retrying(functools.partial(
-                self.client.search_runs, [experiment_id],
-                filter_string="attributes.status = 'FINISHED'", max_results=1000,
+                self.client.search_runs, [experiment_id], filter_string=query, max_results=1000,
                 page_token=token))
             yield from (_stored(run) for run in page)
             token = page.token
             if not token:
                 return
 
-    def artifact_names(self, run_id: str) -> list[str]:
-        return [item.path for item in retrying(lambda: self.client.list_artifacts(run_id))]
+    def artifact_names(self, run_id: str, folder: str | None = None) -> list[str]:
+        return [item.path for item in retrying(
+            lambda: self.client.list_artifacts(run_id, folder))]
+
+    def log_files(self, run_id: str, files: list[Path], artifact_path: str) -> None:
+        for path in files:
+            retrying(functools.partial(self.client.log_artifact, run_id, str(path),
+                                       artifact_path))
 
     def download_artifact(self, run_id: str, path: str, folder: Path) -> Path:
         return Path(retrying(lambda: self.client.download_artifacts(run_id, path, str(folder))))
@@ -299,3 +309,34 @@ class Store:
             retrying(lambda: client.log_artifacts(run_id, staging, artifact_path=artifact_path))
         retrying(lambda: client.set_terminated(run_id, status="FINISHED"))
         return str(run_id)
+
+    def create_run(self, experiment_id: str, name: str, tags: dict[str, str],
+                   params: dict[str, str]) -> str:
+        """A RUNNING run that this process ends with ``end_run`` (a sweep's parent)."""
+        run_id = str(retrying(lambda: self.client.create_run(
+            experiment_id, run_name=name, tags=tags)).info.run_id)
+        TrackedRun(run_id, self.client).log_params(params)
+        return run_id
+
+    def end_run(self, run_id: str, status: str, metrics: dict[str, float],
+                tags: dict[str, str], folder: Path | None, artifact_path: str) -> None:
+        run = TrackedRun(run_id, self.client)
+        run.log_metrics(metrics)
+        run.set_tags(tags)
+        if folder is not None:
+            retrying(lambda: self.client.log_artifacts(run_id, str(folder), artifact_path))
+        retrying(lambda: self.client.set_terminated(run_id, status=status))
+
+    def runs(self, run_ids: list[str]) -> list[StoredRun]:
+        """The runs with these ids that still exist."""
+        from mlflow.exceptions import MlflowException
+
+        found = []
+        for run_id in run_ids:
+            with contextlib.suppress(MlflowException):
+                found.append(_stored(retrying(functools.partial(self.client.get_run, run_id))))
+        return found
+
+    def children(self, experiment_id: str, parent_id: str) -> list[StoredRun]:
+        """The FINISHED runs nested under ``parent_id`` (a sweep's jobs)."""
+        return list(self.finished_runs(experiment_id, (keys.PARENT_RUN, parent_id)))

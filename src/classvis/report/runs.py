@@ -25,10 +25,10 @@ class RunRecord:
 
 
 def fetch_runs(store: Store, experiment_id: str) -> list[RunRecord]:
-    """Every FINISHED run of the experiment, summary runs excluded."""
+    """Every FINISHED training run of the experiment (no report or sweep parent runs)."""
     return [RunRecord(run.run_id, run.start_time, run.tags, run.metrics)
             for run in store.finished_runs(experiment_id)
-            if run.tags.get(keys.KIND) != keys.REPORT_KIND]
+            if keys.KIND not in run.tags]
 
 
 def latest_per_seed(runs: list[RunRecord]) -> list[RunRecord]:

@@ -1,0 +1,166 @@
+"""A Hydra multirun is one MLflow run (the Hydra callback ``SweepSummary``).
+
+Before the jobs start it creates the store and experiment once (so parallel jobs do not race to)
+and opens the sweep's parent run; its id goes to a file in the sweep folder, where every job reads
+it, also in joblib workers, under submitit or on a Slurm node, and nests its run under it
+(``mlflow.parentRunId``). When the sweep ends the parent records how many jobs finished, failed or
+were skipped as already FINISHED, every job's outcome and the sweep's table (each config's main
+metrics, mean ± sd over seeds), and ends FINISHED, or FAILED when a job failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from classvis import runkeys as keys
+from classvis.config import resolved_mapping
+from classvis.settings import parse
+from classvis.track import Store, TrackingSettings, absolute_uri, connect
+
+log = logging.getLogger("classvis")
+STATUS_FILE = "classvis_status.json"  # each job's outcome, in its own folder
+SWEEP_FILE = "classvis_sweep.json"    # the sweep's parent run, in the sweep folder
+PRESET = "+experiment="
+NOT_IN_NAME = ("tracking.", "hydra.", "progress=", "force=")
+NOTE_LIMIT = 8000  # MLflow's longest tag value
+
+
+def parent_run_of(sweep_dir: Path | None) -> str | None:
+    """The parent run of the sweep whose folder is ``sweep_dir``, if it opened one."""
+    if sweep_dir is None:
+        return None
+    try:
+        return str(json.loads((sweep_dir / SWEEP_FILE).read_text())["parent_run_id"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def sweep_name(overrides: list[str], started: datetime.datetime) -> str:
+    """``sweep deep: seed=0,1,2 dataset=fmnist | 2026-11-30 06:35``: the preset, the command
+    line's other overrides (where results go and how progress shows aside), the start time."""
+    preset = next((item[len(PRESET):] for item in overrides if item.startswith(PRESET)), None)
+    rest = " ".join(item for item in overrides
+                    if not item.startswith((PRESET, *NOT_IN_NAME)))
+    what = f"sweep {preset}" if preset else "sweep"
+    return f"{what}: {rest}"[:400].rstrip(": ") + f" | {started:%Y-%m-%d %H:%M}"
+
+
+def sweep_params(config: DictConfig) -> dict[str, str]:
+    """What the sweep varies: the preset's sweeper params, then the command line's overrides."""
+    preset = OmegaConf.to_container(config.hydra.sweeper.get("params") or OmegaConf.create({}))
+    params = ({f"sweep.{key!s}": str(value) for key, value in preset.items()}
+              if isinstance(preset, dict) else {})
+    for item in config.hydra.overrides.task:
+        key, _, value = str(item).partition("=")
+        params[f"sweep.{key.lstrip('+~')}"] = value
+    return params
+
+
+def job_records(sweep_dir: Path) -> list[dict[str, Any]]:
+    records = []
+    for path in sorted(sweep_dir.rglob(STATUS_FILE)):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return sorted(records, key=lambda r: (r.get("job") is None, r.get("job") or 0))
+
+
+class SweepSummary(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            tracking = resolved_mapping(config.tracking, "tracking")
+            tracking["uri"] = absolute_uri(tracking["uri"], Path.cwd())
+            settings = parse(TrackingSettings, tracking, "tracking")
+            experiment_id = connect(settings)
+        except Exception as error:  # each job reports its own config errors
+            log.warning("could not prepare the tracking store: %s", error)
+            return
+        try:
+            overrides = [str(item) for item in config.hydra.overrides.task]
+            sweep_dir = Path(config.hydra.sweep.dir)
+            tags = {keys.KIND: keys.SWEEP_KIND, keys.HYDRA_OVERRIDES: " ".join(overrides),
+                    keys.SWEEP_DIR: str(sweep_dir.resolve()), keys.SOURCE_NAME: "train.py"}
+            store = Store(settings.uri)
+            parent = store.create_run(experiment_id,
+                                      sweep_name(overrides, datetime.datetime.now()), tags,
+                                      sweep_params(config))
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            (sweep_dir / SWEEP_FILE).write_text(json.dumps(
+                {"parent_run_id": parent, "experiment_id": experiment_id,
+                 "tracking_uri": settings.uri}, indent=2))
+        except Exception as error:
+            log.warning("could not open the sweep's parent run (the jobs' runs will not be "
+                        "nested): %s", error)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        records = job_records(sweep_dir)
+        failed = [r for r in records if r["status"] == "FAILED"]
+        skipped = [r for r in records if r["status"] == "SKIPPED"]
+        note = f", {len(skipped)} skipped as already FINISHED" if skipped else ""
+        parent = parent_run_of(sweep_dir)
+        where = f"; MLflow run {parent}" if parent else ""
+        print(f"classvis: sweep finished: {len(records) - len(failed)} of {len(records)} jobs "
+              f"succeeded{note} ({sweep_dir}{where})", flush=True)
+        for record in failed:
+            print(f"classvis:   job {record['job']} ({record['overrides']}) failed: "
+                  f"{record.get('error')}", file=sys.stderr, flush=True)
+        if parent is not None:
+            try:
+                close_parent(sweep_dir, parent, records)
+            except Exception as error:
+                log.warning("could not record the sweep in its parent run %s: %s", parent, error)
+        if failed:
+            raise SystemExit(1)
+
+
+def close_parent(sweep_dir: Path, parent: str, records: list[dict[str, Any]]) -> None:
+    """Record the sweep's outcome and table in its parent run and end it."""
+    from classvis.report.runs import RunRecord
+    from classvis.report.sweep import sweep_table
+
+    info = json.loads((sweep_dir / SWEEP_FILE).read_text())
+    store = Store(info["tracking_uri"])
+    counts = {status: sum(r["status"] == status for r in records)
+              for status in ("FINISHED", "FAILED", "SKIPPED")}
+    runs = [RunRecord(run.run_id, run.start_time, run.tags, run.metrics)
+            for run in store.runs([r["run_id"] for r in records if r.get("run_id")])]
+    table = sweep_table(runs)
+    lines = [f"{len(records)} jobs: {counts['FINISHED']} finished, {counts['FAILED']} failed, "
+             f"{counts['SKIPPED']} skipped as already FINISHED (their earlier runs are in the "
+             f"table)", "", table.markdown()]
+    lines += [f"- job {r['job']} ({r['overrides']}) failed: {r.get('error')}"
+              for r in records if r["status"] == "FAILED"]
+    markdown = "\n".join(lines) + "\n"
+    with tempfile.TemporaryDirectory(prefix="classvis-sweep-") as staging:
+        folder = Path(staging)
+        (folder / "summary.md").write_text(markdown)
+        table.write_csv(folder / "summary.csv")
+        with (folder / "jobs.csv").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["job", "status", "overrides", "run_id", "student_accuracy", "error"])
+            writer.writerows([r.get("job"), r["status"], r.get("overrides", ""),
+                              r.get("run_id", ""), r.get("student_accuracy", ""),
+                              r.get("error", "")] for r in records)
+        metrics = {keys.SWEEP_JOBS: float(len(records)),
+                   keys.SWEEP_FINISHED: float(counts["FINISHED"]),
+                   keys.SWEEP_FAILED: float(counts["FAILED"]),
+                   keys.SWEEP_SKIPPED: float(counts["SKIPPED"])}
+        note = markdown if len(markdown) <= NOTE_LIMIT else (
+            markdown[:NOTE_LIMIT - 60] + "\n\n(cut short: the whole table is sweep/summary.md)\n")
+        tags = {keys.NOTE: note}
+        if counts["FAILED"]:
+            tags[keys.ERROR] = f"{counts['FAILED']} of {len(records)} jobs failed"
+        store.end_run(parent, "FAILED" if counts["FAILED"] else "FINISHED", metrics, tags,
+                      folder, "sweep")
