@@ -88,13 +88,29 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
         assert synthetic.soft_targets.shape == (10, 10)
         assert synthetic.images.shape[0] == 10
         assert synthetic.metadata["dataset"] == tags["dataset"]
+        # the datasets it used and made, as MLflow's Dataset column shows them
+        inputs = {item.tags[0].value: item.dataset for item in run.inputs.dataset_inputs}
+        assert sorted(inputs) == ["synthetic", "test", "training"]
+        name = tags["dataset"]
+        assert [inputs[c].name for c in ("training", "test", "synthetic")] == [
+            f"{name}/train", f"{name}/test", f"{name}/synthetic"]
+        rows = {c: json.loads(inputs[c].profile)["num_rows"] for c in inputs}
+        assert rows["training"] > rows["test"] > rows["synthetic"] == 10
+        assert len({inputs[c].digest for c in inputs}) == 3
+        assert json.loads(inputs["synthetic"].source)["uri"].endswith(
+            f"{run.info.run_id}/artifacts/synthetic_set.safetensors")
+        if name == "mnist":
+            assert inputs["training"].source_type == "local"
+            assert json.loads(inputs["training"].source)["uri"] == str(
+                (data_root / "MNIST").resolve())
         # privacy: class visualizations are not copies of training images
         assert metrics["privacy/distance_ratio"] > 1.0
         assert metrics["privacy/nn_distance_min"] > 0.0
     assert runs[0].data.metrics["student/accuracy"] > 0.85  # digits is learnable
     # one summary line per run, and no progress bars outside a terminal
     summaries = [line for line in result.stdout.splitlines()
-                 if line.startswith("classvis: ") and "MLflow run" in line]
+                 if line.startswith("classvis: ") and "MLflow run" in line
+                 and not line.startswith("classvis: sweep finished")]
     assert len(summaries) == 2 and all("teacher" in line and "student" in line and " in "
                                        in line for line in summaries)
     assert "step/s" not in result.stderr and "epoch/s" not in result.stderr

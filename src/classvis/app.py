@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from classvis import artifacts, pipeline
 from classvis import runkeys as keys
 from classvis.config import RunSettings, config_digest, resolved_mapping, run_settings
+from classvis.datafiles import source_location
 from classvis.device import device_name
 from classvis.fit import DivergenceError
 from classvis.progress import Progress, quiet_mlflow_when
@@ -233,6 +234,9 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[floa
             (folder / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
             artifacts.write_artifacts(result, folder, name)
             run.log_artifacts(folder)
+        run.log_datasets(artifacts.run_datasets(
+            result, source_location(settings.dataset),
+            f"{run.artifact_uri.rstrip('/')}/{keys.SYNTHETIC_SET_ARTIFACT}"))
         metrics = artifacts.run_metrics(result)
         metrics[keys.LOG_TIME] = time.perf_counter() - logging_started
         metrics[keys.TOTAL_TIME] = time.perf_counter() - started

@@ -8,6 +8,9 @@ Metric keys are fixed so that reports and tools can rely on them:
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from classvis import plots
@@ -92,6 +95,75 @@ def _per_class_models(result: RunResult) -> tuple[str, ...]:
     """The models evaluated on the test set (none when a student from a file has no test set)."""
     return tuple(name for name in PER_CLASS_MODELS + ("baseline_student", "compressed")
                  if name in result.evaluations)
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """A dataset the run used or made, as MLflow's Dataset column shows it (``track`` logs it):
+    ``context`` is training, test or synthetic; ``digest`` identifies the content."""
+
+    context: str
+    name: str
+    digest: str
+    source: str
+    source_type: str
+    schema: str
+    profile: str
+
+
+def _schema(images, targets) -> str:
+    """The images and their targets as MLflow tensor specs (the layout of ``mlflow.data``'s
+    NumPy datasets): dtype and shape, the first axis free."""
+    def spec(tensor) -> str:
+        dtype = str(tensor.dtype).removeprefix("torch.")
+        return json.dumps([{"type": "tensor", "tensor-spec": {
+            "dtype": dtype, "shape": [-1, *tensor.shape[1:]]}}])
+    return json.dumps({"mlflow_tensorspec": {"features": spec(images), "targets": spec(targets)}})
+
+
+def _source(uri: str) -> tuple[str, str]:
+    """A dataset source as MLflow records it (JSON) and its type: a local path or artifact URI,
+    or the code that makes the data (scikit-learn's digits)."""
+    if uri.startswith("sklearn."):
+        return json.dumps({"tags": {"mlflow.source.name": uri}}), "code"
+    scheme = uri.split(":", 1)[0] if ":" in uri and not uri.startswith("/") else "file"
+    return json.dumps({"uri": uri}), "local" if scheme == "file" else scheme
+
+
+def _content_digest(*tensors) -> str:
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def run_datasets(result: RunResult, location: str, synthetic_uri: str) -> list[DatasetInput]:
+    """The real training and test sets the run used (named by dataset and split, digested by the
+    source data's fingerprint and any class subset) and the synthetic set it made (digested by
+    its content, sourced from the run's artifact); a student trained from a file has the file as
+    its training set."""
+    inputs = []
+    synthetic = result.synthetic
+    profile = {"num_classes": len(result.class_names)}
+    if result.data is not None:
+        data = result.data
+        for split, (images, labels) in (("train", (data.train_x, data.train_y)),
+                                        ("test", (data.test_x, data.test_y))):
+            digest = hashlib.sha256(f"{data.fingerprint}|{split}".encode()).hexdigest()[:16]
+            inputs.append(DatasetInput(
+                "training" if split == "train" else "test", f"{data.name}/{split}", digest,
+                *_source(location), _schema(images, labels),
+                json.dumps({"num_rows": len(labels), **profile})))
+        made, name, source = "synthetic", f"{data.name}/synthetic", synthetic_uri
+    else:
+        made = "training"
+        name = f"{synthetic.metadata.get('dataset', 'unknown')}/synthetic (file)"
+        source = location
+    inputs.append(DatasetInput(
+        made, name, _content_digest(synthetic.images, synthetic.soft_targets), *_source(source),
+        _schema(synthetic.images, synthetic.soft_targets),
+        json.dumps({"num_rows": len(synthetic.labels), **profile})))
+    return inputs
 
 
 def run_metrics(result: RunResult) -> dict[str, float]:
@@ -195,5 +267,5 @@ def write_artifacts(result: RunResult, folder: Path, title: str) -> list[Path]:
             names, {model.replace("_", " "): result.evaluations[model].f1
                     for model in _per_class_models(result)},
             f"Per-class F1, teacher vs student: {title}"), folder / "f1_comparison.png")
-    synthetic.save(folder / "synthetic_set.safetensors")
+    synthetic.save(folder / keys.SYNTHETIC_SET_ARTIFACT)
     return sorted(path for path in folder.rglob("*") if path.is_file())

@@ -182,6 +182,18 @@ def _source_files(settings: DatasetSettings) -> list[tuple[str, int, int]]:
     return sorted(entries)
 
 
+def source_location(settings: DatasetSettings) -> str:
+    """Where the dataset's files are (an absolute folder), or the code that makes it."""
+    if settings.loader == "digits":
+        return "sklearn.datasets.load_digits"
+    if settings.loader == "synthetic":
+        return str(Path(given(settings.path, "dataset.path", "a synthetic-set file")).resolve())
+    root = Path(given(settings.root, "dataset.root", "a data directory")).resolve()
+    if settings.loader == "torchvision":
+        return str(root / TORCHVISION_CLASSES.get(settings.torchvision_class or "", ""))
+    return str(root)
+
+
 def _fingerprint(settings: DatasetSettings, files: list[tuple[str, int, int]]) -> str:
     digest = hashlib.sha256(
         f"{CACHE_FORMAT}|{settings.loader}|{settings.torchvision_class}".encode())

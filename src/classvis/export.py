@@ -22,7 +22,7 @@ from classvis import runkeys as keys
 from classvis.synthetic import SyntheticSet
 from classvis.track import Store, StoreError
 
-ARTIFACT = "synthetic_set.safetensors"
+ARTIFACT = keys.SYNTHETIC_SET_ARTIFACT
 
 
 class ExportError(RuntimeError):

@@ -61,6 +61,9 @@ SWEEP_FINISHED = "sweep/finished"
 SWEEP_FAILED = "sweep/failed"
 SWEEP_SKIPPED = "sweep/skipped"
 
+# Artifacts read back by other tools.
+SYNTHETIC_SET_ARTIFACT = "synthetic_set.safetensors"  # the run's synthetic set (export)
+
 # Metrics.
 SYNTHETIC_IMAGES = "synthetic/images"
 TOTAL_TIME = "time/total"

@@ -22,6 +22,7 @@ from classvis import runkeys as keys
 from classvis.settings import require
 
 log = logging.getLogger(__name__)
+DATASET_CONTEXT = "mlflow.data.context"  # MLflow's input tag: how a run used a dataset
 T = TypeVar("T")
 
 
@@ -172,6 +173,21 @@ class TrackedRun:
 
     def log_artifacts(self, folder: Path) -> None:
         retrying(lambda: self.client.log_artifacts(self.run_id, str(folder)))
+
+    @property
+    def artifact_uri(self) -> str:
+        return str(retrying(lambda: self.client.get_run(self.run_id)).info.artifact_uri)
+
+    def log_datasets(self, datasets: list[Any]) -> None:
+        """Log ``artifacts.DatasetInput`` records as the run's dataset inputs, each with its
+        context (``mlflow.data.context``), as ``mlflow.log_input`` does."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        entries = [DatasetInput(Dataset(item.name, item.digest, item.source_type, item.source,
+                                        item.schema, item.profile),
+                                tags=[InputTag(DATASET_CONTEXT, item.context)])
+                   for item in datasets]
+        retrying(lambda: self.client.log_inputs(self.run_id, datasets=entries))
 
 
 @contextlib.contextmanager
