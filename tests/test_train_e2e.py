@@ -49,7 +49,7 @@ def all_artifacts(client, run_id: str, path: str | None = None) -> set[str]:
 def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
     data_root = make_mnist(tmp_path / "data")
     result = train(tmp_path, "-m", "dataset=digits,mnist", "trainer.teacher.epochs=3",
-                   f"hydra.sweep.dir={tmp_path}/sweep",
+                   f"hydra.sweep.dir={tmp_path}/sweep", "tracking.system_metrics=true",
                    env={"CLASSVIS_DATA": str(data_root)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 of 2 jobs succeeded" in result.stdout
@@ -88,6 +88,9 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
         assert synthetic.soft_targets.shape == (10, 10)
         assert synthetic.images.shape[0] == 10
         assert synthetic.metadata["dataset"] == tags["dataset"]
+        # the machine while it ran, sampled by MLflow every second
+        assert {"system/cpu_utilization_percentage",
+                "system/system_memory_usage_megabytes"} <= set(metrics)
         # the datasets it used and made, as MLflow's Dataset column shows them
         inputs = {item.tags[0].value: item.dataset for item in run.inputs.dataset_inputs}
         assert sorted(inputs) == ["synthetic", "test", "training"]

@@ -211,7 +211,7 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[floa
     progress = Progress(settings.progress)
     quiet_mlflow_when(not progress.enabled)
     name = job.run_name(settings)
-    with tracked_run(name, tags) as run:
+    with tracked_run(name, tags, settings.tracking.system_metrics) as run:
         run.log_params(flatten(resolved))
         result = pipeline.run(settings, on_teacher_epoch=lambda epoch, loss: run.log_metrics(
             {keys.TEACHER_LOSS: loss}, step=epoch), progress=progress)

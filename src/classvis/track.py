@@ -22,6 +22,7 @@ from classvis import runkeys as keys
 from classvis.settings import require
 
 log = logging.getLogger(__name__)
+SYSTEM_METRICS_INTERVAL = 1.0  # seconds between samples of tracking.system_metrics
 DATASET_CONTEXT = "mlflow.data.context"  # MLflow's input tag: how a run used a dataset
 T = TypeVar("T")
 
@@ -30,11 +31,13 @@ T = TypeVar("T")
 class TrackingSettings:
     """``uri``: an MLflow tracking URI (``sqlite:///path.db``, ``http://host:5000``, ...).
     ``artifact_dir``: where a new experiment in a local SQLite store keeps its artifacts
-    (default: ``mlartifacts`` beside the database)."""
+    (default: ``mlartifacts`` beside the database). ``system_metrics``: MLflow samples the
+    machine's CPU, memory (and GPU, with ``nvidia-ml-py``) every second into ``system/*``."""
 
     uri: str
     experiment: str
     artifact_dir: str | None = None
+    system_metrics: bool = False
 
     def check(self, key: str) -> None:
         require(bool(self.uri), f"{key}.uri", "an MLflow tracking URI", self.uri)
@@ -191,12 +194,18 @@ class TrackedRun:
 
 
 @contextlib.contextmanager
-def tracked_run(run_name: str, tags: dict[str, str]) -> Iterator[TrackedRun]:
+def tracked_run(run_name: str, tags: dict[str, str],
+                system_metrics: bool = False) -> Iterator[TrackedRun]:
     """Start a run; it ends FINISHED only if the body completes. Any error marks it FAILED (with
-    the reason in the ``error`` tag), an interrupt marks it KILLED; the error is re-raised."""
+    the reason in the ``error`` tag), an interrupt marks it KILLED; the error is re-raised.
+    ``system_metrics`` samples the machine every second while the run lasts."""
     import mlflow
 
-    run = retrying(lambda: mlflow.start_run(run_name=run_name, tags=tags))
+    if system_metrics:  # runs last seconds: sample every second, log every sample
+        mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL)
+        mlflow.set_system_metrics_samples_before_logging(1)
+    run = retrying(lambda: mlflow.start_run(run_name=run_name, tags=tags,
+                                            log_system_metrics=system_metrics))
     tracked = TrackedRun(run.info.run_id)
     try:
         yield tracked
