@@ -80,42 +80,15 @@ class TeacherTraining:
 
 @dataclass(frozen=True)
 class StudentTraining:
-    """Full-batch training on the synthetic images and the teacher's logits.
+    """Training on the synthetic images and the teacher's logits (keys: conf/trainer/paper.yaml).
 
-    ``loss: mse`` matches the logits themselves (model compression, Ba & Caruana 2014);
-    ``loss: kl`` matches softened probabilities at ``temperature`` T, scaled by T^2 (Hinton et al.
-    2015). Training stops after ``steps`` or once the loss is at most ``tol``.
-
-    ``lr_scaling: curvature`` measures ``lr`` in units of 1/L, where L is the largest curvature
-    of the MSE loss of a linear student on these images (the largest eigenvalue of its Hessian):
-    ``lr: 1`` is then the largest step at which plain gradient descent provably converges for a
-    linear student, whatever the images' scale (visualizations, averages and weight rows differ
-    by orders of magnitude). ``lr_scaling: none`` takes ``lr`` as it is.
-
-    ``mixup: N`` (beyond the paper) adds N fresh convex combinations of the synthetic images to
-    every step, each labelled with the same combination of their soft targets (mixup, Zhang et al.
-    2018), weights drawn from a symmetric Dirichlet(``mixup_alpha``) over ``mixup_images`` random
-    images of the set (0: all of them). It needs nothing but the synthetic set; for a teacher
-    without hidden layers the mixed targets are exactly the teacher's logits on the mixed images.
-
-    ``hidden_init: span`` (beyond the paper) starts a hidden-layer student's first layer from
-    random combinations of the synthetic images (keeping the model's own row norms), so that, like
-    a zero-initialised linear student, it only ever responds to the images' span and ignores what
-    real images have outside it. That holds for ``sgd`` (with or without momentum) and ``lbfgs``,
-    whose steps are combinations of gradients; ``adam`` rescales each coordinate and leaves the
-    span. ``model`` keeps the architecture's own initialisation.
-
-    ``batch_size: N`` (beyond the paper) trains on N random images of the set per step (a new
-    permutation every pass); 0 is full batch. ``augment`` (the dataset-distillation convention,
-    DSA) shows every step a random view of each image: any of ``shift``, ``scale``, ``rotate`` and
-    ``flip``; its soft target is the teacher's logits on that view (``augment_targets: teacher``)
-    or the un-augmented image's (``keep``; the only choice for a student trained from a file).
-
-    ``start: teacher_init`` (beyond the paper's text) starts the student from exactly the weights
-    the teacher started from before its training (same architecture, the teacher's init seed):
-    random numbers, no data. A student that shares the teacher's random hidden features fits
-    the few images in a way that generalises far better (measured in docs/notes.md); ``own_init``
-    draws the student's own initial weights.
+    ``loss: mse`` matches the logits (Ba & Caruana 2014), ``kl`` softened probabilities scaled by
+    T^2 (Hinton et al. 2015). ``lr_scaling: curvature`` measures ``lr`` in units of 1/L, L the
+    largest Hessian eigenvalue of a linear student's MSE loss on these images, because
+    visualizations, averages and weight rows differ in scale by orders of magnitude. ``mixup``,
+    ``hidden_init: span`` and ``start: teacher_init`` use nothing but the synthetic set and the
+    teacher's random init; ``span`` keeps the first layer in the images' span only under ``sgd`` or
+    ``lbfgs`` (docs/notes.md). ``augment`` shows random views re-scored by the teacher (DSA).
     """
 
     optimizer: Literal["sgd", "adam", "lbfgs"] = "sgd"
