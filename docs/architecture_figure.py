@@ -27,7 +27,7 @@ STAGES = [
 EDGE_TOP = ("Hydra edge: train.py -> app.py (validates, runs, names the run, resumes sweeps); "
             "sweep.py: a sweep's parent run",
             "#dbe9f6")
-EDGE_BOTTOM = ("MLflow edge: artifacts.py (values and files) -> track.py, the only module that "
+EDGE_BOTTOM = ("MLflow edge: artifacts.py (values and files) -> track/, the only code that "
                "imports MLflow (names: runkeys.py)   |   report/, export read runs back",
                "#f6e3d4")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from classvis import __version__
 from classvis import runkeys as keys
 from classvis.synthetic import SyntheticSet
-from classvis.track import Store, StoreError
+from classvis.track.store import Store, StoreError
 
 ARTIFACT = keys.SYNTHETIC_SET_ARTIFACT
 

@@ -25,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 from classvis import runkeys as keys
 from classvis.config import resolved_mapping
 from classvis.settings import parse
-from classvis.track import Store, TrackingSettings, absolute_uri, connect
+from classvis.track import TrackingSettings, absolute_uri, connect
+from classvis.track.store import Store
 
 log = logging.getLogger("classvis")
 STATUS_FILE = "classvis_status.json"  # each job's outcome, in its own folder

@@ -17,7 +17,7 @@ from classvis.report.runs import DATASET_TITLES, RunRecord, fetch_runs
 from classvis.report.sections import deep, privacy, section8, section10
 from classvis.report.sweep import sweep_table
 from classvis.report.table5 import Table, table5
-from classvis.track import Store, StoreError
+from classvis.track.store import Store, StoreError
 
 DESCRIPTION = "MLflow runs -> the paper's tables and figures."
 

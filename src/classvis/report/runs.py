@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from classvis import runkeys as keys
-from classvis.track import Store
+from classvis.track.store import Store
 
 DATASET_TITLES = {"mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
                   "cifar10_jpg": "CIFAR-10 (JPEG)", "digits": "Digits (8x8)"}
