@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 
 import matplotlib
 
@@ -117,13 +118,16 @@ def f1_comparison_figure(class_names: list[str], f1_by_model: dict[str, np.ndarr
 def accuracy_vs_images_figure(curves: dict[str, tuple[list[int], list[float]]],
                               reference: float, reference_label: str, title: str) -> Figure:
     """Test accuracy against the number of synthetic images (log scale), a reference line.
-    ``curves``: label -> (image counts, accuracies in [0, 1])."""
-    fig, ax = plt.subplots(figsize=(7.6, 3.8), layout="constrained")
-    for label, (counts, values) in curves.items():
-        ax.plot(counts, [100 * v for v in values], marker="o", label=label)
+    ``curves``: label -> (image counts, accuracies in [0, 1]). The legend goes under the plot,
+    long labels wrapped; each curve's values sit above its points, the second curve's below."""
+    fig, ax = plt.subplots(figsize=(7.6, 3.8 + 0.3 * len(curves)), layout="constrained")
+    for index, (label, (counts, values)) in enumerate(curves.items()):
+        ax.plot(counts, [100 * v for v in values], marker="o",
+                label=textwrap.fill(label, 110, subsequent_indent="  "))
+        offset = -12 if index % 2 else 6
         for count, value in zip(counts, values, strict=True):
             ax.annotate(f"{100 * value:.1f}", (count, 100 * value), textcoords="offset points",
-                        xytext=(0, 6), ha="center", fontsize=7)
+                        xytext=(0, offset), ha="center", fontsize=7)
     ax.axhline(100 * reference, color="black", linestyle="--", label=reference_label)
     ax.margins(y=0.12)  # room above the top point's label and the reference line
     ax.set_xscale("log")
@@ -133,7 +137,7 @@ def accuracy_vs_images_figure(curves: dict[str, tuple[list[int], list[float]]],
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.legend(fontsize=7, loc="outside lower center")
     return fig
 
 
