@@ -8,14 +8,12 @@ jobs wanting the same teacher wait on a file lock, so one trains and the others 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import inspect
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from torch import nn
 from classvis import fit as fit_module
 from classvis import models
 from classvis.data import ImageData
+from classvis.filelock import locked
 from classvis.fit import TeacherTraining
 from classvis.models import AnyArchitecture
 from classvis.settings import require
@@ -76,17 +75,6 @@ class Teacher:
     key: str
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _load(path: Path, model: nn.Module, key: str) -> list[float] | None:
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -120,7 +108,7 @@ def obtain_teacher(settings: TeacherCacheSettings, data: ImageData, key: str, ma
         return Teacher(model, train(model), "trained", key)
     label = material["architecture"]["name"]
     path = Path(settings.dir) / f"{data.name}-{label}-{key}.safetensors"
-    with _locked(path.with_suffix(".lock")):
+    with locked(path.with_suffix(".lock")):
         if path.exists():
             model = build()
             losses = _load(path, model, key)

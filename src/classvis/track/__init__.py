@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from classvis import runkeys as keys
-from classvis.settings import require
+from classvis.filelock import locked
+from classvis.settings import ConfigError, require
 
 log = logging.getLogger(__name__)
 SYSTEM_METRICS_INTERVAL = 1.0  # seconds between samples of tracking.system_metrics
@@ -78,6 +79,37 @@ def retrying(call: Callable[[], T], attempts: int = 8) -> T:
     raise AssertionError("unreachable")
 
 
+_PREPARED: set[str] = set()  # stores this process has opened (created and migrated if new)
+
+
+def prepare_store(uri: str) -> None:
+    """Open the store at ``uri`` once per process. MLflow creates and migrates a new SQLite store
+    when a process first opens it, and processes doing so at the same moment corrupt it (a
+    half-migrated schema every later client fails on): an inter-process lock beside the database
+    lets one process create it while the others wait and then open the finished store. A store
+    MLflow cannot open is a one-line error naming ``tracking.uri``."""
+    if uri in _PREPARED:
+        return
+    import mlflow
+
+    path = TrackingSettings(uri, "-").sqlite_path
+    if path is None:
+        _PREPARED.add(uri)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with locked(path.with_name(f".{path.name}.lock")):
+        try:
+            retrying(lambda: mlflow.MlflowClient(tracking_uri=uri).search_experiments(
+                max_results=1))
+        except Exception as error:
+            if _is_transient(error):
+                raise
+            raise ConfigError("tracking.uri", "an MLflow store this MLflow version can open "
+                              f"({type(error).__name__}: {str(error).splitlines()[0][:300]})",
+                              uri) from None
+    _PREPARED.add(uri)
+
+
 def connect(settings: TrackingSettings) -> str:
     """Point MLflow at the store and return the experiment id, creating the experiment if needed.
 
@@ -87,8 +119,7 @@ def connect(settings: TrackingSettings) -> str:
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    if settings.sqlite_path is not None:
-        settings.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+    prepare_store(settings.uri)
     mlflow.set_tracking_uri(settings.uri)
     client = mlflow.MlflowClient()
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from classvis import runkeys as keys
-from classvis.track import TrackedRun, TrackingSettings, absolute_uri, retrying
+from classvis.settings import ConfigError
+from classvis.track import TrackedRun, TrackingSettings, absolute_uri, prepare_store, retrying
 
 
 class StoreError(RuntimeError):
@@ -44,6 +45,7 @@ class Store:
     def __init__(self, uri: str):
         import mlflow
 
+        prepare_store(uri)
         self.uri = uri
         self.client = mlflow.MlflowClient(tracking_uri=uri)
 
@@ -55,7 +57,10 @@ class Store:
         path = TrackingSettings(uri, "-").sqlite_path
         if path is not None and not path.exists():
             raise StoreError(f"{option}: no MLflow store at {uri}")
-        return cls(uri)
+        try:
+            return cls(uri)
+        except ConfigError as error:
+            raise StoreError(f"{option}: {str(error).partition(': ')[2]}") from None
 
     def experiment_id(self, name: str) -> str:
         """The id of the experiment called ``name``; an error listing the others if none."""
