@@ -49,3 +49,18 @@ def test_a_store_mlflow_cannot_open_is_one_line_naming_the_key(tmp_path):
     message = str(raised.value)
     assert message.startswith("tracking.uri: expected an MLflow store this MLflow version can "
                               "open (") and str(broken) in message and "\n" not in message
+
+
+def test_an_unreachable_tracking_server_is_one_line_within_seconds():
+    import time
+
+    from classvis.settings import ConfigError
+    from classvis.track import TrackingSettings, connect
+
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as raised:
+        connect(TrackingSettings("http://127.0.0.1:1", "any"))
+    assert time.perf_counter() - started < 15  # MLflow's own client retried for minutes
+    message = str(raised.value)
+    assert message.startswith("tracking.uri: expected a reachable MLflow tracking server (")
+    assert message.endswith("got 'http://127.0.0.1:1'") and "\n" not in message

@@ -22,6 +22,7 @@ from classvis.filelock import locked
 from classvis.settings import ConfigError, require
 
 log = logging.getLogger(__name__)
+IN_MEMORY = ("sqlite://", "sqlite:///:memory:")
 SYSTEM_METRICS_INTERVAL = 1.0  # seconds between samples of tracking.system_metrics
 DATASET_CONTEXT = "mlflow.data.context"  # MLflow's input tag: how a run used a dataset
 T = TypeVar("T")
@@ -41,6 +42,8 @@ class TrackingSettings:
 
     def check(self, key: str) -> None:
         require(bool(self.uri), f"{key}.uri", "an MLflow tracking URI", self.uri)
+        require(self.uri not in IN_MEMORY, f"{key}.uri", "a store that outlives the run (an "
+                "in-memory SQLite store loses every run; e.g. sqlite:///mlflow.db)", self.uri)
         require(bool(self.experiment.strip()), f"{key}.experiment", "an experiment name",
                 self.experiment)
 
@@ -92,6 +95,8 @@ def prepare_store(uri: str) -> None:
         return
     import mlflow
 
+    if uri.startswith(("http://", "https://")):
+        _check_server(uri)
     path = TrackingSettings(uri, "-").sqlite_path
     if path is None:
         _PREPARED.add(uri)
@@ -108,6 +113,23 @@ def prepare_store(uri: str) -> None:
                               f"({type(error).__name__}: {str(error).splitlines()[0][:300]})",
                               uri) from None
     _PREPARED.add(uri)
+
+
+def _check_server(uri: str, timeout: float = 10.0) -> None:
+    """A tracking server must answer its health check within seconds: MLflow's client would
+    retry an unreachable one for minutes per call."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as answer:
+            if answer.status == 200:
+                return
+            reason = f"HTTP {answer.status}"
+    except (urllib.error.URLError, OSError) as error:
+        reason = str(getattr(error, "reason", error))
+    raise ConfigError("tracking.uri", f"a reachable MLflow tracking server (its /health did "
+                      f"not answer within {timeout:.0f} s: {reason})", uri)
 
 
 def connect(settings: TrackingSettings) -> str:
