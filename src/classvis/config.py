@@ -44,6 +44,9 @@ def _parse_extractor(node: Any) -> tuple[str, ExtractorSettings]:
 
 
 # what does not change a run's result: where things are stored and whether to rerun
+TOP_LEVEL_KEYS = frozenset({"dataset", "teacher", "student", "extractor", "trainer", "seed",
+                            "tracking", "teacher_cache", "swap", "compress", "privacy", "progress",
+                            "force", "device", "data_root"})
 _NOT_RESULTS = ("tracking", "teacher_cache", "force", "data_root", "progress")
 # (``device`` is part of a result: the app records the device it resolved to, not "auto")
 _DATASET_LOCATION = ("root", "cache", "cache_dir", "path")  # test_root: whether a test set is found
@@ -145,6 +148,9 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
             tracking["artifact_dir"] = _absolute(tracking["artifact_dir"], base)
     for key in ("dataset", "teacher", "student", "extractor", "trainer", "seed", "tracking"):
         require(key in plain, key, "a config entry", None)
+    for key in plain:  # a typo such as +sed=1 would otherwise change nothing, silently
+        require(key in TOP_LEVEL_KEYS, key, "no such key; known top-level keys are "
+                + ", ".join(sorted(TOP_LEVEL_KEYS)))
     extractor_name, extractor = _parse_extractor(plain["extractor"])
     require(isinstance(plain["seed"], int) and not isinstance(plain["seed"], bool), "seed",
             "an integer", plain["seed"])
