@@ -64,3 +64,39 @@ def test_an_unreachable_tracking_server_is_one_line_within_seconds():
     message = str(raised.value)
     assert message.startswith("tracking.uri: expected a reachable MLflow tracking server (")
     assert message.endswith("got 'http://127.0.0.1:1'") and "\n" not in message
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_run_marks_it_killed_with_the_reason(tmp_path):
+    """A scheduler's time limit sends SIGTERM: the run ends KILLED, not RUNNING forever."""
+    import os
+    import signal
+    import time
+
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    job = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "dataset=digits",
+                            "trainer.teacher.epochs=2", "trainer.student.steps=1000000",
+                            f"tracking.uri={uri}", "tracking.experiment=term"], cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until the run is on its student steps
+        experiment = (client.get_experiment_by_name("term")
+                      if (tmp_path / "store.db").exists() else None)
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        if runs and client.get_metric_history(runs[0].info.run_id, "teacher/loss"):
+            break
+        time.sleep(0.5)
+    else:
+        job.kill()
+        pytest.fail("the run never started: " + job.communicate()[1][-2000:])
+    job.send_signal(signal.SIGTERM)
+    _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "SIGTERM received" in stderr and "marked KILLED" in stderr
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "KILLED"
+    assert run.data.tags["error"].startswith("Terminated: SIGTERM received")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +34,7 @@ from classvis.settings import ConfigError
 from classvis.sweep import STATUS_FILE, parent_run_of
 from classvis.synthetic import file_digest
 from classvis.track import (
+    Terminated,
     connect,
     finished_run_with_tag,
     flatten,
@@ -258,6 +260,10 @@ def main(cfg: DictConfig) -> float:
         return _failed(job, f"invalid config: {error}", exit_code=2)
     try:
         accuracy, line = _run_tracked(cfg, settings, job)
+    except Terminated as stopped:  # the sweep stops too: SIGTERM was meant for all of it
+        print(f"classvis: {stopped}; its MLflow run is marked KILLED", file=sys.stderr,
+              flush=True)
+        raise SystemExit(128 + signal.SIGTERM) from None
     except (ConfigError, DivergenceError) as error:
         return _failed(job, str(error), exit_code=1)
     except Exception as error:

@@ -245,11 +245,37 @@ class TrackedRun:
         retrying(lambda: self.client.log_inputs(self.run_id, datasets=entries))
 
 
+class Terminated(BaseException):
+    """The process received SIGTERM (a scheduler's time limit, ``kill``) during a run."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops_the_run() -> Iterator[None]:
+    """Inside the body SIGTERM raises ``Terminated`` (in the main thread, where Python delivers
+    signals), so the run ends KILLED with the reason instead of staying RUNNING forever."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated("SIGTERM received (a scheduler's time limit or kill): run stopped")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @contextlib.contextmanager
 def tracked_run(run_name: str, tags: dict[str, str],
                 system_metrics: bool = False) -> Iterator[TrackedRun]:
     """Start a run; it ends FINISHED only if the body completes. Any error marks it FAILED (with
-    the reason in the ``error`` tag), an interrupt marks it KILLED; the error is re-raised.
+    the reason in the ``error`` tag), an interrupt or SIGTERM marks it KILLED; the error is
+    re-raised.
     ``system_metrics`` samples the machine every second while the run lasts."""
     import mlflow
 
@@ -260,9 +286,10 @@ def tracked_run(run_name: str, tags: dict[str, str],
                                             log_system_metrics=system_metrics))
     tracked = TrackedRun(run.info.run_id)
     try:
-        yield tracked
+        with _sigterm_stops_the_run():
+            yield tracked
     except BaseException as error:
-        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        status = "KILLED" if isinstance(error, (KeyboardInterrupt, Terminated)) else "FAILED"
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:4000]
         with contextlib.suppress(Exception):
             tracked.set_tags({keys.ERROR: reason, keys.STATUS_REASON: status.lower()})
