@@ -65,6 +65,15 @@ def test_image_folder_loads_every_split_and_class(tmp_path):
     assert list((root / ".classvis-cache").glob("pets-*.safetensors"))
 
 
+def test_an_image_folder_with_one_class_is_refused(tmp_path):
+    root = make_image_folder(tmp_path / "cats", classes=("cat",))
+    settings = parse(DatasetSettings, {"name": "cats", "loader": "image_folder",
+                                       "root": str(root)}, "dataset")
+    with pytest.raises(ConfigError, match=r"^dataset.root: expected at least two class folders "
+                                          r"under train/ and test/, got '1 \(cat\) in "):
+        load_dataset(settings)
+
+
 def test_digits_and_class_subsets_are_relabelled():
     settings = parse(DatasetSettings, {"name": "digits", "loader": "digits",
                                        "classes": [4, 3]}, "dataset")

@@ -135,6 +135,9 @@ def _load_image_folder(settings: DatasetSettings) -> Arrays:
             "dataset.root", "the same class folders under train/ and test/",
             f"train {train_classes} vs test {test_classes}",
         )
+    if len(train_classes) < 2:  # one class: every model is trivially 100% right
+        raise ConfigError("dataset.root", "at least two class folders under train/ and test/",
+                          f"{len(train_classes)} ({', '.join(train_classes) or 'none'}) in {root}")
     return train_x, train_y, test_x, test_y, train_classes
 
 
