@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import textwrap
 
 import matplotlib
@@ -57,44 +56,56 @@ def _display(image: torch.Tensor) -> np.ndarray:
     return array[..., 0] if array.shape[2] == 1 else array
 
 
-def image_grid(images: torch.Tensor, titles: list[str], title: str, columns: int = 10) -> Figure:
-    """One tile per image, each scaled on its own, with its title under it."""
-    count = len(images)
-    columns = min(columns, count)
-    rows = math.ceil(count / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.55 * rows + 0.4),
+GAP = 2  # pixels between tiles
+
+
+def _mosaic(images: torch.Tensor, columns: int) -> np.ndarray:
+    """One row of tiles, each scaled on its own, ``GAP`` white pixels apart, padded to
+    ``columns`` tiles: drawn as one image, so a figure costs one axes per row, not per image."""
+    tiles = [_display(image) for image in images]
+    height, width = tiles[0].shape[:2]
+    shape = (height, columns * (width + GAP) - GAP) + tiles[0].shape[2:]
+    mosaic = np.ones(shape, dtype=np.float32)
+    for index, tile in enumerate(tiles):
+        left = index * (width + GAP)
+        mosaic[:, left:left + width] = tile
+    return mosaic
+
+
+def _draw_rows(rows: list[tuple[str, torch.Tensor, list[str]]], columns: int,
+               title: str) -> Figure:
+    """Rows of labelled tiles: each row one axes holding its mosaic, each tile's label under it
+    and the row's label on its left."""
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.3 * columns + 0.6, 1.55 * len(rows) + 0.4),
                              squeeze=False, layout="constrained")
-    for index, ax in enumerate(axes.flat):
-        ax.set_xticks([])
+    for ax, (label, images, titles) in zip(axes[:, 0], rows, strict=True):
+        height, width = images.shape[-2:]
+        ax.imshow(_mosaic(images, columns), cmap="gray", vmin=0.0, vmax=1.0,
+                  interpolation="nearest", aspect="equal")
+        ax.set_xticks([(width + GAP) * index + (width - 1) / 2 for index in range(len(images))],
+                      titles, fontsize=8)
+        ax.tick_params(length=0)
         ax.set_yticks([])
-        if index >= count:
-            ax.axis("off")
-            continue
-        ax.imshow(_display(images[index]), cmap="gray", interpolation="nearest")
-        ax.set_xlabel(titles[index], fontsize=8)
+        ax.set_ylabel(label, fontsize=8)
+        for side in ax.spines.values():
+            side.set_visible(False)
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def image_grid(images: torch.Tensor, titles: list[str], title: str, columns: int = 10) -> Figure:
+    """One tile per image, each scaled on its own, with its title under it, ``columns`` a row."""
+    columns = min(columns, len(images))
+    rows = [("", images[start:start + columns], titles[start:start + columns])
+            for start in range(0, len(images), columns)]
+    return _draw_rows(rows, columns, title)
 
 
 def image_rows(rows: dict[str, tuple[torch.Tensor, list[str]]], title: str) -> Figure:
     """Several labelled rows of images (e.g. two teachers' visualizations side by side)."""
     columns = max(len(images) for images, _ in rows.values())
-    fig, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns, 1.7 * len(rows) + 0.4),
-                             squeeze=False, layout="constrained")
-    for row, (label, (images, titles)) in enumerate(rows.items()):
-        for index in range(columns):
-            ax = axes[row, index]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if index >= len(images):
-                ax.axis("off")
-                continue
-            ax.imshow(_display(images[index]), cmap="gray", interpolation="nearest")
-            ax.set_xlabel(titles[index], fontsize=8)
-            if index == 0:
-                ax.set_ylabel(label, fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    return fig
+    return _draw_rows([(label, images, titles) for label, (images, titles) in rows.items()],
+                      columns, title)
 
 
 def f1_comparison_figure(class_names: list[str], f1_by_model: dict[str, np.ndarray],
