@@ -73,6 +73,7 @@ def test_teacher_and_student_choose_architectures_independently():
 @pytest.mark.parametrize("override,message", [
     ("trainer.teacher.lr=0", "trainer.teacher.lr: expected a number > 0, got 0.0"),
     ("tracking.uri=sqlite://", "tracking.uri: expected a store that outlives the run"),
+    ("tracking.stale_after_s=0", "tracking.stale_after_s: expected a number of seconds > 0"),
     ("+sed=1", "sed: expected no such key; known top-level keys are compress, data_root,"),
     ("tracking.system_metrics=sometimes",
      "tracking.system_metrics: expected true or false, got 'sometimes'"),

@@ -100,3 +100,93 @@ def test_sigterm_during_a_run_marks_it_killed_with_the_reason(tmp_path):
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "KILLED"
     assert run.data.tags["error"].startswith("Terminated: SIGTERM received")
+
+
+@pytest.mark.slow
+def test_a_sweep_killed_mid_job_is_completed_by_its_rerun_and_the_dead_run_marked(tmp_path):
+    """SIGKILL (out of memory, pre-emption) during the second of three jobs leaves its run
+    RUNNING; the re-run of the sweep marks it KILLED with the reason, skips the finished job, runs
+    the other two, and ends with the full set FINISHED."""
+    import os
+    import signal
+    import time
+
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    sweep = [sys.executable, str(ROOT / "train.py"), "-m", "dataset=digits", "seed=0,1,2",
+             "trainer.teacher.epochs=2", "trainer.student.steps=30000", f"tracking.uri={uri}",
+             "tracking.experiment=killed", "privacy.enabled=false"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([*sweep, f"hydra.sweep.dir={tmp_path}/a"], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=environment, start_new_session=True)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+
+    def runs() -> list:
+        experiment = (client.get_experiment_by_name("killed")
+                      if (tmp_path / "store.db").exists() else None)
+        return [run for run in client.search_runs([experiment.experiment_id])
+                if "classvis.kind" not in run.data.tags] if experiment else []
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # the second job's run has started
+        if any(run.data.tags["seed"] == "1" for run in runs()):
+            break
+        time.sleep(0.3)
+    else:
+        first.kill()
+        pytest.fail("the second job never started: " + first.communicate()[1][-2000:])
+    os.killpg(first.pid, signal.SIGKILL)
+    first.communicate(timeout=60)
+    stuck = [run for run in runs() if run.info.status == "RUNNING"]
+    assert [run.data.tags["seed"] for run in stuck] == ["1"]
+
+    second = subprocess.run([*sweep, f"hydra.sweep.dir={tmp_path}/b"], cwd=tmp_path,
+                            capture_output=True, text=True, env=environment, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert (f"classvis: marked MLflow run {stuck[0].info.run_id} KILLED: its process "
+            f"{stuck[0].data.tags['classvis.pid']} on ") in second.stdout
+    assert "3 of 3 jobs succeeded, 1 skipped as already FINISHED" in second.stdout
+    final = runs()
+    assert sorted((run.data.tags["seed"], run.info.status) for run in final) == [
+        ("0", "FINISHED"), ("1", "FINISHED"), ("1", "KILLED"), ("2", "FINISHED")]
+    killed = next(run for run in final if run.info.status == "KILLED")
+    assert killed.data.tags["error"].startswith("Killed: its process ")
+
+
+def test_running_runs_are_killed_only_when_their_process_is_gone(tmp_path):
+    """Same host: the process is gone (or its PID now belongs to another process). Another host:
+    no heartbeat for stale_after_s. A live run is returned, never killed."""
+    import os
+    import socket
+    import time
+
+    import mlflow
+
+    from classvis.track.liveness import identity, reap
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'store.db'}")
+    experiment = client.create_experiment("live")
+    here, now = socket.gethostname(), time.time()
+    cases = {
+        "this process": identity(),
+        "gone": {**identity(), "classvis.pid": "999999999"},
+        "pid reused": {**identity(), "classvis.pid_started": "12.0"},
+        "quiet host": {"classvis.host": "node7", "classvis.heartbeat": f"{now - 1000:.0f}"},
+        "beating host": {"classvis.host": "node8", "classvis.heartbeat": f"{now - 10:.0f}"},
+    }
+    ids = {name: client.create_run(experiment, run_name=name,
+                                   tags={**tags, "config_digest": "d"}).info.run_id
+           for name, tags in cases.items()}
+    client.create_run(experiment, tags={**cases["gone"], "config_digest": "other"})
+    killed, alive = reap(client, experiment, "d", stale_after=600)
+    reasons = {run_id: reason for run_id, reason in killed}
+    assert set(reasons) == {ids["gone"], ids["pid reused"], ids["quiet host"]}
+    assert reasons[ids["gone"]] == f"its process 999999999 on {here} is gone (killed)"
+    assert reasons[ids["quiet host"]].startswith("no heartbeat from node7 for 10")
+    assert alive.info.run_id in {ids["this process"], ids["beating host"]}
+    for name, run_id in ids.items():
+        status = client.get_run(run_id).info.status
+        assert status == ("KILLED" if run_id in reasons else "RUNNING"), name
+    assert int(cases["this process"]["classvis.pid"]) == os.getpid()

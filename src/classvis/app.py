@@ -38,6 +38,7 @@ from classvis.track import (
     connect,
     finished_run_with_tag,
     flatten,
+    reap_dead_runs,
     tracked_run,
 )
 
@@ -196,6 +197,22 @@ def _skip_if_finished(experiment_id: str, digest: str, settings: RunSettings,
     return accuracy
 
 
+def _reap_or_skip_running(experiment_id: str, digest: str, settings: RunSettings,
+                          job: Job) -> float | None:
+    """Identical runs left RUNNING by a process that died are marked KILLED with the reason; an
+    identical run that is alive elsewhere is not duplicated (NaN: this job did nothing)."""
+    killed, alive = reap_dead_runs(experiment_id, digest, settings.tracking.stale_after_s)
+    for run_id, reason in killed:
+        print(f"classvis: marked MLflow run {run_id} KILLED: {reason}", flush=True)
+    if alive is None or settings.force:
+        return None
+    where = f"{alive.data.tags.get(keys.HOST, '?')} (pid {alive.data.tags.get(keys.PID, '?')})"
+    print(f"classvis: skipped {job.run_name(settings)}: an identical config is RUNNING as MLflow "
+          f"run {alive.info.run_id} on {where} (force=true runs it again)", flush=True)
+    _write_status(job, "SKIPPED", run_id=alive.info.run_id, running=True)
+    return math.nan
+
+
 def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[float, str | None]:
     started = time.perf_counter()
     experiment_id = connect(settings.tracking)
@@ -207,13 +224,17 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[floa
     skipped = _skip_if_finished(experiment_id, digest, settings, job)
     if skipped is not None:
         return skipped, None
+    running = _reap_or_skip_running(experiment_id, digest, settings, job)
+    if running is not None:
+        return running, None
     tags = {**run_tags(settings, job), keys.CONFIG_DIGEST: digest}
     if job.parent_run is not None:
         tags[keys.PARENT_RUN] = job.parent_run
     progress = Progress(settings.progress)
     quiet_mlflow_when(not progress.enabled)
     name = job.run_name(settings)
-    with tracked_run(name, tags, settings.tracking.system_metrics) as run:
+    with tracked_run(name, tags, settings.tracking.system_metrics,
+                     settings.tracking.heartbeat_every) as run:
         run.log_params(flatten(resolved))
         result = pipeline.run(settings, on_teacher_epoch=lambda epoch, loss: run.log_metrics(
             {keys.TEACHER_LOSS: loss}, step=epoch), progress=progress)

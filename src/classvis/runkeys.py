@@ -35,6 +35,12 @@ GIT_DIRTY = "git_dirty"
 SOURCE_NAME = "mlflow.source.name"
 SOURCE_GIT_COMMIT = "mlflow.source.git.commit"
 
+# Tags: which process runs it (liveness: a RUNNING run whose process is gone is marked KILLED).
+HOST = "classvis.host"
+PID = "classvis.pid"
+PID_STARTED = "classvis.pid_started"  # the process's start time: a reused PID is another process
+HEARTBEAT = "classvis.heartbeat"      # unix seconds, refreshed while the run lasts
+
 # Tags: how it went (set as the run ends).
 TEACHER_SOURCE = "teacher_source"     # trained | cache
 TEACHER_KEY = "teacher_key"

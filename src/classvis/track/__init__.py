@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import re
 import time
@@ -32,16 +33,24 @@ T = TypeVar("T")
 class TrackingSettings:
     """``uri``: an MLflow tracking URI (``sqlite:///path.db``, ``http://host:5000``, ...).
     ``artifact_dir``: where a new experiment in a local SQLite store keeps its artifacts
-    (default: ``mlartifacts`` beside the database). ``system_metrics``: MLflow samples the
-    machine's CPU, memory (and GPU, with ``nvidia-ml-py``) every second into ``system/*``."""
+    (default: ``mlartifacts`` beside the database). ``stale_after_s``: a RUNNING run on another
+    host with no heartbeat for this long counts as dead (``liveness``). ``system_metrics``:
+    MLflow samples CPU, memory (and GPU, with ``nvidia-ml-py``) every second into ``system/*``."""
 
     uri: str
     experiment: str
     artifact_dir: str | None = None
     system_metrics: bool = False
+    stale_after_s: float = 600.0
+
+    @property
+    def heartbeat_every(self) -> float:
+        return min(30.0, self.stale_after_s / 4)
 
     def check(self, key: str) -> None:
         require(bool(self.uri), f"{key}.uri", "an MLflow tracking URI", self.uri)
+        require(math.isfinite(self.stale_after_s) and self.stale_after_s > 0,
+                f"{key}.stale_after_s", "a number of seconds > 0", self.stale_after_s)
         require(self.uri not in IN_MEMORY, f"{key}.uri", "a store that outlives the run (an "
                 "in-memory SQLite store loses every run; e.g. sqlite:///mlflow.db)", self.uri)
         require(bool(self.experiment.strip()), f"{key}.experiment", "an experiment name",
@@ -193,6 +202,17 @@ def finished_run_with_tag(experiment_id: str, key: str, value: str):
     return runs[0] if runs else None
 
 
+def reap_dead_runs(experiment_id: str, digest: str, stale_after: float
+                   ) -> tuple[list[tuple[str, str]], Any]:
+    """Mark dead RUNNING runs of config ``digest`` KILLED; return them and a live one, if any
+    (``liveness.reap``)."""
+    import mlflow
+
+    from classvis.track.liveness import reap
+
+    return reap(mlflow.MlflowClient(), experiment_id, digest, stale_after)
+
+
 class TrackedRun:
     """One MLflow run, opened by ``tracked_run``; logging calls retry while the store is busy."""
 
@@ -271,22 +291,25 @@ def _sigterm_stops_the_run() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def tracked_run(run_name: str, tags: dict[str, str],
-                system_metrics: bool = False) -> Iterator[TrackedRun]:
+def tracked_run(run_name: str, tags: dict[str, str], system_metrics: bool = False,
+                beat_every: float = 30.0) -> Iterator[TrackedRun]:
     """Start a run; it ends FINISHED only if the body completes. Any error marks it FAILED (with
     the reason in the ``error`` tag), an interrupt or SIGTERM marks it KILLED; the error is
     re-raised.
-    ``system_metrics`` samples the machine every second while the run lasts."""
+    ``system_metrics`` samples the machine every second while the run lasts; the run's
+    heartbeat tag is refreshed every ``beat_every`` seconds (``liveness``)."""
     import mlflow
 
     if system_metrics:  # runs last seconds: sample every second, log every sample
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL)
         mlflow.set_system_metrics_samples_before_logging(1)
-    run = retrying(lambda: mlflow.start_run(run_name=run_name, tags=tags,
+    from classvis.track.liveness import heartbeat, identity
+
+    run = retrying(lambda: mlflow.start_run(run_name=run_name, tags={**tags, **identity()},
                                             log_system_metrics=system_metrics))
     tracked = TrackedRun(run.info.run_id)
     try:
-        with _sigterm_stops_the_run():
+        with _sigterm_stops_the_run(), heartbeat(tracked.client, tracked.run_id, beat_every):
             yield tracked
     except BaseException as error:
         status = "KILLED" if isinstance(error, (KeyboardInterrupt, Terminated)) else "FAILED"

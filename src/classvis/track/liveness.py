@@ -1,0 +1,93 @@
+"""Runs whose process died: a job killed with SIGKILL (out of memory, pre-emption) leaves its run
+RUNNING forever. Every run records its host, process and a heartbeat; before a job starts, a
+RUNNING run of the same config whose process is gone (same host: the process no longer exists;
+another host: no heartbeat for ``tracking.stale_after_s``) is marked KILLED with the reason, and
+one that is alive is reported so the job is not run twice."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from classvis import runkeys as keys
+
+HEARTBEAT_EVERY = 30.0  # seconds between heartbeats (at most a quarter of stale_after_s)
+
+
+def identity() -> dict[str, str]:
+    """Tags naming this process: host, PID, the process's start time, a first heartbeat."""
+    import psutil
+
+    return {keys.HOST: socket.gethostname(), keys.PID: str(os.getpid()),
+            keys.PID_STARTED: f"{psutil.Process().create_time():.3f}",
+            keys.HEARTBEAT: f"{time.time():.0f}"}
+
+
+@contextlib.contextmanager
+def heartbeat(client: Any, run_id: str, every: float = HEARTBEAT_EVERY) -> Iterator[None]:
+    """Refresh the run's heartbeat tag every ``every`` seconds while the body runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            with contextlib.suppress(Exception):  # a missed beat is not a failed run
+                client.set_tag(run_id, keys.HEARTBEAT, f"{time.time():.0f}")
+
+    thread = threading.Thread(target=beat, name="classvis-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _process_alive(tags: dict[str, str]) -> bool:
+    import psutil
+
+    try:
+        process = psutil.Process(int(tags[keys.PID]))
+        return abs(process.create_time() - float(tags[keys.PID_STARTED])) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except (psutil.AccessDenied, KeyError, ValueError):
+        return True  # it exists, or we cannot tell: never kill a run we are unsure of
+
+
+def reap(client: Any, experiment_id: str, digest: str, stale_after: float
+         ) -> tuple[list[tuple[str, str]], Any]:
+    """Mark the experiment's dead RUNNING runs of config ``digest`` KILLED with the reason.
+    Returns ``[(run id, reason)]`` for those, and a live one if there is one (else None)."""
+    from classvis.track import retrying
+
+    runs = retrying(functools.partial(
+        client.search_runs, [experiment_id],
+        filter_string=f"tags.`{keys.CONFIG_DIGEST}` = '{digest}' and "
+                      f"attributes.status = 'RUNNING'"))
+    here, now = socket.gethostname(), time.time()
+    killed, alive = [], None
+    for run in runs:
+        tags = run.data.tags
+        if tags.get(keys.HOST) == here and keys.PID in tags:
+            dead = not _process_alive(tags)
+            reason = f"its process {tags[keys.PID]} on {here} is gone (killed)"
+        else:
+            last = float(tags.get(keys.HEARTBEAT, run.info.start_time / 1000))
+            dead = now - last > stale_after
+            reason = (f"no heartbeat from {tags.get(keys.HOST, 'its host')} for "
+                      f"{now - last:.0f} s (tracking.stale_after_s={stale_after:g})")
+        if not dead:
+            alive = run
+            continue
+        run_id = run.info.run_id
+        retrying(functools.partial(client.set_tag, run_id, keys.ERROR, f"Killed: {reason}"))
+        retrying(functools.partial(client.set_tag, run_id, keys.STATUS_REASON, "killed"))
+        retrying(functools.partial(client.set_terminated, run_id, status="KILLED"))
+        killed.append((run_id, reason))
+    return killed, alive
