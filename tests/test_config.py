@@ -116,6 +116,25 @@ def test_image_folder_needs_its_root():
         settings_for("dataset=image_folder")
 
 
+@pytest.mark.parametrize("classes,message", [
+    (("cat",), r"at least two class folders under train/ and test/, got '1 \(cat\) in "),
+    ((), r"at least two class folders under train/ and test/, got '0 \(none\) in "),
+])
+def test_an_image_folder_is_checked_before_any_work(tmp_path, classes, message):
+    from conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "folder", classes=classes)
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    (root / "test").mkdir(parents=True, exist_ok=True)
+    with pytest.raises(ConfigError, match="^dataset.root: expected " + message):
+        settings_for("dataset=image_folder", f"dataset.root={root}")
+    (root / "train" / "dog").mkdir()
+    (root / "train" / "frog").mkdir()
+    with pytest.raises(ConfigError, match=r"^dataset.root: expected the same class folders under "
+                                          r"train/ and test/, got \"train \["):
+        settings_for("dataset=image_folder", f"dataset.root={root}")
+
+
 def test_config_digest_ignores_where_things_are_stored_but_not_what_is_run():
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf

@@ -115,7 +115,7 @@ def test_a_sweep_killed_mid_job_is_completed_by_its_rerun_and_the_dead_run_marke
 
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     sweep = [sys.executable, str(ROOT / "train.py"), "-m", "dataset=digits", "seed=0,1,2",
-             "trainer.teacher.epochs=2", "trainer.student.steps=30000", f"tracking.uri={uri}",
+             "trainer.teacher.epochs=2", "trainer.student.steps=8000", f"tracking.uri={uri}",
              "tracking.experiment=killed", "privacy.enabled=false"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen([*sweep, f"hydra.sweep.dir={tmp_path}/a"], cwd=tmp_path,

@@ -98,8 +98,9 @@ def _read_source_file(settings: RunSettings) -> SourceFile:
 def _check_architectures(settings: RunSettings) -> None:
     """The models against the dataset's image size, and the stages that need the paper's dense
     models against the models chosen."""
-    from classvis.datafiles import known_image_shape
+    from classvis.datafiles import check_image_folder, known_image_shape
 
+    check_image_folder(settings.dataset)
     shape = known_image_shape(settings.dataset)
     if shape is not None:
         settings.teacher.check_input(shape, "teacher")

@@ -70,6 +70,28 @@ def known_image_shape(settings: DatasetSettings) -> tuple[int, int, int] | None:
     return None
 
 
+def check_image_folder(settings: DatasetSettings) -> None:
+    """An image folder's layout, before any work: train/ and test/ with the same class folders,
+    at least two (one class makes every model trivially right). Listing folders reads no image."""
+    if settings.loader != "image_folder" or settings.root is None:
+        return
+    root = Path(settings.root)
+    found = {}
+    for split in ("train", "test"):
+        folder = root / split
+        if not folder.is_dir():
+            raise ConfigError("dataset.root", f"a folder with train/ and test/ class folders "
+                              f"(no {split}/ in it)", str(root))
+        found[split] = sorted(path.name for path in folder.iterdir() if path.is_dir())
+    if found["train"] != found["test"]:
+        raise ConfigError("dataset.root", "the same class folders under train/ and test/",
+                          f"train {found['train']} vs test {found['test']}")
+    if len(found["train"]) < 2:
+        raise ConfigError("dataset.root", "at least two class folders under train/ and test/",
+                          f"{len(found['train'])} ({', '.join(found['train']) or 'none'}) in "
+                          f"{root}")
+
+
 def _as_nchw_uint8(data) -> torch.Tensor:
     images = torch.as_tensor(data)
     if images.ndim == 3:  # (N, H, W) grey
