@@ -10,7 +10,7 @@ from classvis.app import main as run_experiment
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig) -> dict[str, float]:
     return run_experiment(cfg)
 
 

@@ -173,18 +173,18 @@ def _write_status(job: Job, status: str, **details: Any) -> None:
     (job.output_dir / STATUS_FILE).write_text(json.dumps(record, indent=2))
 
 
-def _failed(job: Job, message: str, exit_code: int, **details: Any) -> float:
+def _failed(job: Job, message: str, exit_code: int, **details: Any) -> dict[str, float]:
     where = f" (job {job.number}: {job.overrides})" if job.multirun else ""
     print(f"classvis: error{where}: {message}", file=sys.stderr, flush=True)
     _write_status(job, "FAILED", error=message, **details)
     if not job.multirun:
         raise SystemExit(exit_code)
-    return math.nan  # the sweep carries on; sweepers see a failed trial
+    return {}  # the sweep carries on; a search sees a failed trial (no metrics)
 
 
 def _skip_if_finished(experiment_id: str, digest: str, settings: RunSettings,
-                      job: Job) -> float | None:
-    """Resume: the student accuracy of an identical run that already FINISHED, if any."""
+                      job: Job) -> dict[str, float] | None:
+    """Resume: the metrics of an identical run that already FINISHED, if any."""
     if settings.force:
         return None
     done = finished_run_with_tag(experiment_id, keys.CONFIG_DIGEST, digest)
@@ -194,13 +194,13 @@ def _skip_if_finished(experiment_id: str, digest: str, settings: RunSettings,
     print(f"classvis: skipped {job.run_name(settings)}: an identical config already FINISHED as "
           f"MLflow run {done.info.run_id} (force=true runs it again)", flush=True)
     _write_status(job, "SKIPPED", run_id=done.info.run_id, student_accuracy=accuracy)
-    return accuracy
+    return dict(done.data.metrics)
 
 
 def _reap_or_skip_running(experiment_id: str, digest: str, settings: RunSettings,
-                          job: Job) -> float | None:
+                          job: Job) -> dict[str, float] | None:
     """Identical runs left RUNNING by a process that died are marked KILLED with the reason; an
-    identical run that is alive elsewhere is not duplicated (NaN: this job did nothing)."""
+    identical run that is alive elsewhere is not duplicated (no metrics: this job did nothing)."""
     killed, alive = reap_dead_runs(experiment_id, digest, settings.tracking.stale_after_s)
     for run_id, reason in killed:
         print(f"classvis: marked MLflow run {run_id} KILLED: {reason}", flush=True)
@@ -210,10 +210,11 @@ def _reap_or_skip_running(experiment_id: str, digest: str, settings: RunSettings
     print(f"classvis: skipped {job.run_name(settings)}: an identical config is RUNNING as MLflow "
           f"run {alive.info.run_id} on {where} (force=true runs it again)", flush=True)
     _write_status(job, "SKIPPED", run_id=alive.info.run_id, running=True)
-    return math.nan
+    return {}
 
 
-def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[float, str | None]:
+def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job
+                 ) -> tuple[dict[str, float], str | None]:
     started = time.perf_counter()
     experiment_id = connect(settings.tracking)
     resolved = resolved_mapping(cfg, "config")
@@ -269,18 +270,19 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job) -> tuple[floa
     student = result.evaluations.get("student")
     accuracy = student.accuracy if student is not None else math.nan
     _write_status(job, "FINISHED", run_id=run.run_id, student_accuracy=accuracy)
-    return accuracy, line
+    return metrics, line
 
 
-def main(cfg: DictConfig) -> float:
-    """Run one experiment; returns the student's test accuracy (for Hydra sweepers)."""
+def main(cfg: DictConfig) -> dict[str, float]:
+    """Run one experiment; returns its metrics (``student/accuracy``, ``synthetic/images``, ...)
+    for a search to optimise, none when the job failed."""
     job = current_job()
     try:
         settings = run_settings(cfg, job.base_dir)
     except ConfigError as error:
         return _failed(job, f"invalid config: {error}", exit_code=2)
     try:
-        accuracy, line = _run_tracked(cfg, settings, job)
+        metrics, line = _run_tracked(cfg, settings, job)
     except Terminated as stopped:  # the sweep stops too: SIGTERM was meant for all of it
         print(f"classvis: {stopped}; its MLflow run is marked KILLED", file=sys.stderr,
               flush=True)
@@ -294,4 +296,4 @@ def main(cfg: DictConfig) -> float:
         return _failed(job, f"{type(error).__name__}: {error}", exit_code=1)
     if line is not None:
         print(line, flush=True)
-    return accuracy
+    return metrics

@@ -33,6 +33,7 @@ STATUS_FILE = "classvis_status.json"  # each job's outcome, in its own folder
 SWEEP_FILE = "classvis_sweep.json"    # the sweep's parent run, in the sweep folder
 PRESET = "+experiment="
 NOT_IN_NAME = ("tracking.", "hydra.", "progress=", "force=")
+SEARCH_FILES = ("optimization_results.yaml", "optimization_history.png")  # the Optuna sweeper's
 NOTE_LIMIT = 8000  # MLflow's longest tag value
 
 
@@ -143,11 +144,17 @@ def close_parent(sweep_dir: Path, parent: str, records: list[dict[str, Any]]) ->
              f"table)", "", table.markdown()]
     lines += [f"- job {r['job']} ({r['overrides']}) failed: {r.get('error')}"
               for r in records if r["status"] == "FAILED"]
+    if (sweep_dir / SEARCH_FILES[0]).is_file():
+        lines += ["", "## The search", "", "```yaml",
+                  (sweep_dir / SEARCH_FILES[0]).read_text().strip(), "```"]
     markdown = "\n".join(lines) + "\n"
     with tempfile.TemporaryDirectory(prefix="classvis-sweep-") as staging:
         folder = Path(staging)
         (folder / "summary.md").write_text(markdown)
         table.write_csv(folder / "summary.csv")
+        for name in SEARCH_FILES:  # a search's study: its best trial or Pareto front, its history
+            if (sweep_dir / name).is_file():
+                (folder / name).write_bytes((sweep_dir / name).read_bytes())
         with (folder / "jobs.csv").open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["job", "status", "overrides", "run_id", "student_accuracy", "error"])
@@ -165,3 +172,17 @@ def close_parent(sweep_dir: Path, parent: str, records: list[dict[str, Any]]) ->
             tags[keys.ERROR] = f"{counts['FAILED']} of {len(records)} jobs failed"
         store.end_run(parent, "FAILED" if counts["FAILED"] else "FINISHED", metrics, tags,
                       folder, "sweep")
+
+
+def fail_parent(sweep_dir: Path, reason: str) -> None:
+    """End the sweep's parent run FAILED with ``reason``, when the sweep stops before its end
+    (a sweeper that refuses its settings): otherwise it would stay RUNNING."""
+    parent = parent_run_of(sweep_dir)
+    if parent is None:
+        return
+    try:
+        info = json.loads((sweep_dir / SWEEP_FILE).read_text())
+        Store(info["tracking_uri"]).end_run(parent, "FAILED", {}, {keys.ERROR: reason}, None,
+                                            "sweep")
+    except Exception as error:
+        log.warning("could not end the sweep's parent run %s: %s", parent, error)
