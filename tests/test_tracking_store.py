@@ -190,3 +190,25 @@ def test_running_runs_are_killed_only_when_their_process_is_gone(tmp_path):
         status = client.get_run(run_id).info.status
         assert status == ("KILLED" if run_id in reasons else "RUNNING"), name
     assert int(cases["this process"]["classvis.pid"]) == os.getpid()
+
+
+def test_a_dataset_two_jobs_log_at_once_is_retried_not_failed():
+    """MLflow's get-or-create of a dataset is not atomic: of two jobs logging the same new dataset
+    to a server at once, one insert fails on the unique key (seen in CI with two submitit jobs);
+    the next try finds the dataset and succeeds."""
+    from classvis.artifacts import DatasetInput
+    from classvis.track import TrackedRun
+
+    class RacingClient:
+        calls = 0
+
+        def log_inputs(self, run_id, datasets):
+            RacingClient.calls += 1
+            if RacingClient.calls == 1:
+                raise RuntimeError("RestException: BAD_REQUEST: (sqlite3.IntegrityError) UNIQUE "
+                                   "constraint failed: datasets.experiment_id, datasets.name")
+
+    run = TrackedRun("run", RacingClient())
+    run.log_datasets([DatasetInput("training", "digits/train", "abc", '{"uri": "x"}', "local",
+                                   "{}", "{}")])
+    assert RacingClient.calls == 2

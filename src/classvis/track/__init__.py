@@ -77,13 +77,16 @@ def _is_transient(error: Exception) -> bool:
                                    "temporarily unavailable", "busy"))
 
 
-def retrying(call: Callable[[], T], attempts: int = 8) -> T:
-    """Run ``call``, retrying with jittered backoff while the store reports it is busy."""
+def retrying(call: Callable[[], T], attempts: int = 8,
+             also: Callable[[Exception], bool] | None = None) -> T:
+    """Run ``call``, retrying with jittered backoff while the store reports it is busy (or while
+    ``also`` says an error is worth another try)."""
     for attempt in range(attempts):
         try:
             return call()
         except Exception as error:
-            if attempt == attempts - 1 or not _is_transient(error):
+            again = _is_transient(error) or (also is not None and also(error))
+            if attempt == attempts - 1 or not again:
                 raise
             delay = min(4.0, 0.1 * 2 ** attempt) * (0.5 + random.random())
             log.warning("tracking store busy (%s); retrying in %.1fs", error, delay)
@@ -262,7 +265,10 @@ class TrackedRun:
                                         item.schema, item.profile),
                                 tags=[InputTag(DATASET_CONTEXT, item.context)])
                    for item in datasets]
-        retrying(lambda: self.client.log_inputs(self.run_id, datasets=entries))
+        # two jobs logging the same new dataset at once: MLflow's get-or-create is not atomic,
+        # and the loser's insert fails on the unique key; on the next try the dataset exists
+        retrying(lambda: self.client.log_inputs(self.run_id, datasets=entries),
+                 also=lambda error: "unique constraint failed: datasets" in str(error).lower())
 
 
 class Terminated(BaseException):
