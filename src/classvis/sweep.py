@@ -14,6 +14,7 @@ import csv
 import datetime
 import json
 import logging
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -60,12 +61,17 @@ def sweep_name(overrides: list[str], started: datetime.datetime) -> str:
 def sweep_params(config: DictConfig) -> dict[str, str]:
     """What the sweep varies: the preset's sweeper params, then the command line's overrides."""
     preset = OmegaConf.to_container(config.hydra.sweeper.get("params") or OmegaConf.create({}))
-    params = ({f"sweep.{key!s}": str(value) for key, value in preset.items()}
+    params = ({_param_key(str(key)): str(value) for key, value in preset.items()}
               if isinstance(preset, dict) else {})
     for item in config.hydra.overrides.task:
         key, _, value = str(item).partition("=")
-        params[f"sweep.{key.lstrip('+~')}"] = value
+        params[_param_key(key)] = value
     return params
+
+
+def _param_key(override_key: str) -> str:
+    """``+table5`` -> ``sweep.table5``: an MLflow param name (letters, digits, ``_-. :/``)."""
+    return "sweep." + re.sub(r"[^0-9A-Za-z_\-. :/]", "_", override_key.lstrip("+~"))
 
 
 def job_records(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -95,8 +101,7 @@ class SweepSummary(Callback):
                     keys.SWEEP_DIR: str(sweep_dir.resolve()), keys.SOURCE_NAME: "train.py"}
             store = Store(settings.uri)
             parent = store.create_run(experiment_id,
-                                      sweep_name(overrides, datetime.datetime.now()), tags,
-                                      sweep_params(config))
+                                      sweep_name(overrides, datetime.datetime.now()), tags, {})
             sweep_dir.mkdir(parents=True, exist_ok=True)
             (sweep_dir / SWEEP_FILE).write_text(json.dumps(
                 {"parent_run_id": parent, "experiment_id": experiment_id,
@@ -104,6 +109,11 @@ class SweepSummary(Callback):
         except Exception as error:
             log.warning("could not open the sweep's parent run (the jobs' runs will not be "
                         "nested): %s", error)
+            return
+        try:
+            store.log_params(parent, sweep_params(config))
+        except Exception as error:  # the sweep and its nesting do not depend on them
+            log.warning("could not log the sweep's overrides to its parent run: %s", error)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

@@ -142,6 +142,9 @@ class Store:
         TrackedRun(run_id, self.client).log_params(params)
         return run_id
 
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        TrackedRun(run_id, self.client).log_params(params)
+
     def end_run(self, run_id: str, status: str, metrics: dict[str, float],
                 tags: dict[str, str], folder: Path | None, artifact_path: str) -> None:
         run = TrackedRun(run_id, self.client)
