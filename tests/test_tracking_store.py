@@ -153,6 +153,13 @@ def test_a_sweep_killed_mid_job_is_completed_by_its_rerun_and_the_dead_run_marke
         ("0", "FINISHED"), ("1", "FINISHED"), ("1", "KILLED"), ("2", "FINISHED")]
     killed = next(run for run in final if run.info.status == "KILLED")
     assert killed.data.tags["error"].startswith("Killed: its process ")
+    # the killed sweep's parent run too; the re-run's parent ends FINISHED
+    experiment = client.get_experiment_by_name("killed")
+    parents = client.search_runs([experiment.experiment_id],
+                                 filter_string="tags.`classvis.kind` = 'sweep'",
+                                 order_by=["attributes.start_time ASC"])
+    assert [p.info.status for p in parents] == ["KILLED", "FINISHED"]
+    assert "marked the sweep's parent run" in second.stdout
 
 
 def test_running_runs_are_killed_only_when_their_process_is_gone(tmp_path):

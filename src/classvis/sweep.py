@@ -10,6 +10,7 @@ metrics, mean ± sd over seeds), and ends FINISHED, or FAILED when a job failed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import json
@@ -27,6 +28,7 @@ from classvis import runkeys as keys
 from classvis.config import resolved_mapping
 from classvis.settings import parse
 from classvis.track import TrackingSettings, absolute_uri, connect
+from classvis.track.liveness import heartbeat, identity
 from classvis.track.store import Store
 
 log = logging.getLogger("classvis")
@@ -85,6 +87,8 @@ def job_records(sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 class SweepSummary(Callback):
+    _beats: contextlib.ExitStack | None = None
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             tracking = resolved_mapping(config.tracking, "tracking")
@@ -98,8 +102,13 @@ class SweepSummary(Callback):
             overrides = [str(item) for item in config.hydra.overrides.task]
             sweep_dir = Path(config.hydra.sweep.dir)
             tags = {keys.KIND: keys.SWEEP_KIND, keys.HYDRA_OVERRIDES: " ".join(overrides),
-                    keys.SWEEP_DIR: str(sweep_dir.resolve()), keys.SOURCE_NAME: "train.py"}
+                    keys.SWEEP_DIR: str(sweep_dir.resolve()), keys.SOURCE_NAME: "train.py",
+                    **identity()}
             store = Store(settings.uri)
+            for run_id, reason in store.reap_dead_sweeps(experiment_id,
+                                                         settings.stale_after_s):
+                print(f"classvis: marked the sweep's parent run {run_id} KILLED: {reason}",
+                      flush=True)
             parent = store.create_run(experiment_id,
                                       sweep_name(overrides, datetime.datetime.now()), tags, {})
             sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -114,8 +123,16 @@ class SweepSummary(Callback):
             store.log_params(parent, sweep_params(config))
         except Exception as error:  # the sweep and its nesting do not depend on them
             log.warning("could not log the sweep's overrides to its parent run: %s", error)
+        self._beats = contextlib.ExitStack()  # the parent's heartbeat, until the sweep ends
+        self._beats.enter_context(heartbeat(store.client, parent, settings.heartbeat_every))
+
+    def _stop_heartbeat(self) -> None:
+        if self._beats is not None:
+            self._beats.close()
+            self._beats = None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._stop_heartbeat()
         sweep_dir = Path(config.hydra.sweep.dir)
         records = job_records(sweep_dir)
         failed = [r for r in records if r["status"] == "FAILED"]

@@ -60,16 +60,16 @@ def _process_alive(tags: dict[str, str]) -> bool:
         return True  # it exists, or we cannot tell: never kill a run we are unsure of
 
 
-def reap(client: Any, experiment_id: str, digest: str, stale_after: float
-         ) -> tuple[list[tuple[str, str]], Any]:
-    """Mark the experiment's dead RUNNING runs of config ``digest`` KILLED with the reason.
-    Returns ``[(run id, reason)]`` for those, and a live one if there is one (else None)."""
+def reap(client: Any, experiment_id: str, digest: str, stale_after: float,
+         tag: str = keys.CONFIG_DIGEST) -> tuple[list[tuple[str, str]], Any]:
+    """Mark the experiment's dead RUNNING runs whose ``tag`` is ``digest`` (by default: of that
+    config) KILLED with the reason. Returns ``[(run id, reason)]`` for those, and a live one if
+    there is one (else None)."""
     from classvis.track import retrying
 
     runs = retrying(functools.partial(
         client.search_runs, [experiment_id],
-        filter_string=f"tags.`{keys.CONFIG_DIGEST}` = '{digest}' and "
-                      f"attributes.status = 'RUNNING'"))
+        filter_string=f"tags.`{tag}` = '{digest}' and attributes.status = 'RUNNING'"))
     here, now = socket.gethostname(), time.time()
     killed, alive = [], None
     for run in runs:

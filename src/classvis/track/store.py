@@ -142,6 +142,12 @@ class Store:
         TrackedRun(run_id, self.client).log_params(params)
         return run_id
 
+    def reap_dead_sweeps(self, experiment_id: str, stale_after: float) -> list[tuple[str, str]]:
+        """Mark sweep parent runs whose process died KILLED (``liveness.reap``)."""
+        from classvis.track.liveness import reap
+
+        return reap(self.client, experiment_id, keys.SWEEP_KIND, stale_after, tag=keys.KIND)[0]
+
     def log_params(self, run_id: str, params: dict[str, str]) -> None:
         TrackedRun(run_id, self.client).log_params(params)
 
