@@ -38,6 +38,9 @@ PRESET = "+experiment="
 NOT_IN_NAME = ("tracking.", "hydra.", "progress=", "force=")
 SEARCH_FILES = ("optimization_results.yaml", "optimization_history.png")  # the Optuna sweeper's
 NOTE_LIMIT = 8000  # MLflow's longest tag value
+# the parent runs' heartbeats, by run id: kept out of the callback, which the joblib and submitit
+# launchers pickle to their workers (a running thread cannot be pickled)
+_HEARTBEATS: dict[str, contextlib.ExitStack] = {}
 
 
 def parent_run_of(sweep_dir: Path | None) -> str | None:
@@ -87,8 +90,6 @@ def job_records(sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 class SweepSummary(Callback):
-    _beats: contextlib.ExitStack | None = None
-
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             tracking = resolved_mapping(config.tracking, "tracking")
@@ -123,17 +124,14 @@ class SweepSummary(Callback):
             store.log_params(parent, sweep_params(config))
         except Exception as error:  # the sweep and its nesting do not depend on them
             log.warning("could not log the sweep's overrides to its parent run: %s", error)
-        self._beats = contextlib.ExitStack()  # the parent's heartbeat, until the sweep ends
-        self._beats.enter_context(heartbeat(store.client, parent, settings.heartbeat_every))
-
-    def _stop_heartbeat(self) -> None:
-        if self._beats is not None:
-            self._beats.close()
-            self._beats = None
+        beats = _HEARTBEATS.setdefault(parent, contextlib.ExitStack())
+        beats.enter_context(heartbeat(store.client, parent, settings.heartbeat_every))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._stop_heartbeat()
         sweep_dir = Path(config.hydra.sweep.dir)
+        beats = _HEARTBEATS.pop(parent_run_of(sweep_dir) or "", None)
+        if beats is not None:
+            beats.close()
         records = job_records(sweep_dir)
         failed = [r for r in records if r["status"] == "FAILED"]
         skipped = [r for r in records if r["status"] == "SKIPPED"]
