@@ -43,14 +43,20 @@ NOTE_LIMIT = 8000  # MLflow's longest tag value
 _HEARTBEATS: dict[str, contextlib.ExitStack] = {}
 
 
-def parent_run_of(sweep_dir: Path | None) -> str | None:
-    """The parent run of the sweep whose folder is ``sweep_dir``, if it opened one."""
-    if sweep_dir is None:
-        return None
+def sweep_record(sweep_dir: Path) -> dict[str, str] | None:
+    """What ``on_multirun_start`` wrote to the sweep folder (parent_run_id, experiment_id,
+    tracking_uri), if it opened a parent run."""
     try:
-        return str(json.loads((sweep_dir / SWEEP_FILE).read_text())["parent_run_id"])
-    except (OSError, ValueError, KeyError):
+        record = json.loads((sweep_dir / SWEEP_FILE).read_text())
+    except (OSError, ValueError):
         return None
+    return record if isinstance(record, dict) and "parent_run_id" in record else None
+
+
+def parent_run_of(sweep_dir: Path) -> str | None:
+    """The parent run of the sweep whose folder is ``sweep_dir``, if it opened one."""
+    record = sweep_record(sweep_dir)
+    return None if record is None else str(record["parent_run_id"])
 
 
 def sweep_name(overrides: list[str], started: datetime.datetime) -> str:
@@ -129,39 +135,40 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        beats = _HEARTBEATS.pop(parent_run_of(sweep_dir) or "", None)
+        sweep = sweep_record(sweep_dir)
+        parent = None if sweep is None else sweep["parent_run_id"]
+        beats = _HEARTBEATS.pop(parent or "", None)
         if beats is not None:
             beats.close()
         records = job_records(sweep_dir)
         failed = [r for r in records if r["status"] == "FAILED"]
         skipped = [r for r in records if r["status"] == "SKIPPED"]
         note = f", {len(skipped)} skipped as already FINISHED" if skipped else ""
-        parent = parent_run_of(sweep_dir)
         where = f"; MLflow run {parent}" if parent else ""
         print(f"classvis: sweep finished: {len(records) - len(failed)} of {len(records)} jobs "
               f"succeeded{note} ({sweep_dir}{where})", flush=True)
         for record in failed:
             print(f"classvis:   job {record['job']} ({record['overrides']}) failed: "
                   f"{record.get('error')}", file=sys.stderr, flush=True)
-        if parent is not None:
+        if sweep is not None:
             try:
-                close_parent(sweep_dir, parent, records)
+                close_parent(sweep_dir, sweep, records)
             except Exception as error:
                 log.warning("could not record the sweep in its parent run %s: %s", parent, error)
         if failed:
             raise SystemExit(1)
 
 
-def close_parent(sweep_dir: Path, parent: str, records: list[dict[str, Any]]) -> None:
-    """Record the sweep's outcome and table in its parent run and end it."""
+def close_parent(sweep_dir: Path, sweep: dict[str, str], records: list[dict[str, Any]]) -> None:
+    """Record the sweep's outcome and table in its parent run (``sweep``: its ``sweep_record``)
+    and end it."""
     from classvis.report.runs import RunRecord
     from classvis.report.sweep import sweep_table
 
-    info = json.loads((sweep_dir / SWEEP_FILE).read_text())
-    store = Store(info["tracking_uri"])
+    parent, store = sweep["parent_run_id"], Store(sweep["tracking_uri"])
     counts = {status: sum(r["status"] == status for r in records)
               for status in ("FINISHED", "FAILED", "SKIPPED")}
-    runs = [RunRecord(run.run_id, run.start_time, run.tags, run.metrics)
+    runs = [RunRecord.of(run)
             for run in store.runs([r["run_id"] for r in records if r.get("run_id")])]
     table = sweep_table(runs)
     lines = [f"{len(records)} jobs: {counts['FINISHED']} finished, {counts['FAILED']} failed, "
@@ -202,12 +209,13 @@ def close_parent(sweep_dir: Path, parent: str, records: list[dict[str, Any]]) ->
 def fail_parent(sweep_dir: Path, reason: str) -> None:
     """End the sweep's parent run FAILED with ``reason``, when the sweep stops before its end
     (a sweeper that refuses its settings): otherwise it would stay RUNNING."""
-    parent = parent_run_of(sweep_dir)
-    if parent is None:
+    record = sweep_record(sweep_dir)
+    if record is None:
         return
+    parent = record["parent_run_id"]
+    _HEARTBEATS.pop(parent, contextlib.ExitStack()).close()
     try:
-        info = json.loads((sweep_dir / SWEEP_FILE).read_text())
-        Store(info["tracking_uri"]).end_run(parent, "FAILED", {}, {keys.ERROR: reason}, None,
-                                            "sweep")
+        Store(record["tracking_uri"]).end_run(parent, "FAILED", {}, {keys.ERROR: reason}, None,
+                                              "sweep")
     except Exception as error:
         log.warning("could not end the sweep's parent run %s: %s", parent, error)

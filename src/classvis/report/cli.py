@@ -83,8 +83,7 @@ def sweep_runs(store: Store, parent_id: str) -> tuple[str, list[RunRecord]]:
                 listed = [row["run_id"] for row in csv.DictReader(handle)
                           if row["status"] == "SKIPPED" and row["run_id"]]
         found.update({run.run_id: run for run in store.runs(listed) if run.status == "FINISHED"})
-    return parent.experiment_id, [RunRecord(run.run_id, run.start_time, run.tags, run.metrics)
-                                  for run in found.values()]
+    return parent.experiment_id, [RunRecord.of(run) for run in found.values()]
 
 
 def main(argv: list[str] | None = None) -> int:

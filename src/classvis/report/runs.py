@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from classvis import runkeys as keys
-from classvis.track.store import Store
+from classvis.track.store import Store, StoredRun
 
 DATASET_TITLES = {"mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
                   "cifar10_jpg": "CIFAR-10 (JPEG)", "digits": "Digits (8x8)"}
@@ -23,11 +23,14 @@ class RunRecord:
     tags: dict[str, str]
     metrics: dict[str, float]
 
+    @classmethod
+    def of(cls, run: StoredRun) -> RunRecord:
+        return cls(run.run_id, run.start_time, run.tags, run.metrics)
+
 
 def fetch_runs(store: Store, experiment_id: str) -> list[RunRecord]:
     """Every FINISHED training run of the experiment (no report or sweep parent runs)."""
-    return [RunRecord(run.run_id, run.start_time, run.tags, run.metrics)
-            for run in store.finished_runs(experiment_id)
+    return [RunRecord.of(run) for run in store.finished_runs(experiment_id)
             if keys.KIND not in run.tags]
 
 

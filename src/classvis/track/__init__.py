@@ -219,11 +219,12 @@ def reap_dead_runs(experiment_id: str, digest: str, stale_after: float
 class TrackedRun:
     """One MLflow run, opened by ``tracked_run``; logging calls retry while the store is busy."""
 
-    def __init__(self, run_id: str, client: Any = None):
+    def __init__(self, run_id: str, client: Any = None, artifact_uri: str | None = None):
         import mlflow
 
         self.run_id = run_id
         self.client = client if client is not None else mlflow.MlflowClient()
+        self._artifact_uri = artifact_uri
 
     def log_params(self, params: dict[str, str]) -> None:
         from mlflow.entities import Param
@@ -254,7 +255,11 @@ class TrackedRun:
 
     @property
     def artifact_uri(self) -> str:
-        return str(retrying(lambda: self.client.get_run(self.run_id)).info.artifact_uri)
+        """Where the run's artifacts go (known from its start; else asked of the store)."""
+        if self._artifact_uri is None:
+            self._artifact_uri = str(retrying(
+                lambda: self.client.get_run(self.run_id)).info.artifact_uri)
+        return self._artifact_uri
 
     def log_datasets(self, datasets: list[Any]) -> None:
         """Log ``artifacts.DatasetInput`` records as the run's dataset inputs, each with its
@@ -313,7 +318,7 @@ def tracked_run(run_name: str, tags: dict[str, str], system_metrics: bool = Fals
 
     run = retrying(lambda: mlflow.start_run(run_name=run_name, tags={**tags, **identity()},
                                             log_system_metrics=system_metrics))
-    tracked = TrackedRun(run.info.run_id)
+    tracked = TrackedRun(run.info.run_id, artifact_uri=run.info.artifact_uri)
     try:
         with _sigterm_stops_the_run(), heartbeat(tracked.client, tracked.run_id, beat_every):
             yield tracked
