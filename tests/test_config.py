@@ -78,6 +78,8 @@ def test_teacher_and_student_choose_architectures_independently():
     ("tracking.system_metrics=sometimes",
      "tracking.system_metrics: expected true or false, got 'sometimes'"),
     ("trainer.student.lr=-1", "trainer.student.lr: expected a number > 0, got -1.0"),
+    ("tracking.log_models=sometimes",
+     "tracking.log_models: expected one of 'student', 'all', 'none', got 'sometimes'"),
     ("trainer.teacher.epochs=0", "trainer.teacher.epochs: expected an integer >= 1, got 0"),
     ("trainer.teacher.epochs=2.5", "trainer.teacher.epochs: expected an integer or null, got 2.5"),
     ("trainer.teacher.steps=100", "trainer.teacher.steps: expected null when epochs is set"),

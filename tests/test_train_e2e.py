@@ -50,7 +50,7 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
     data_root = make_mnist(tmp_path / "data")
     result = train(tmp_path, "-m", "dataset=digits,mnist", "trainer.teacher.epochs=3",
                    f"hydra.sweep.dir={tmp_path}/sweep", "tracking.system_metrics=true",
-                   env={"CLASSVIS_DATA": str(data_root)})
+                   "tracking.log_models=all", env={"CLASSVIS_DATA": str(data_root)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 of 2 jobs succeeded" in result.stdout
     # the default store: one SQLite file in the launch directory, whatever the job folders
@@ -110,6 +110,7 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
         assert metrics["privacy/distance_ratio"] > 1.0
         assert metrics["privacy/nn_distance_min"] > 0.0
     assert runs[0].data.metrics["student/accuracy"] > 0.85  # digits is learnable
+    _logged_models_give_the_runs_numbers(client, runs[0], tmp_path)
     # one summary line per run, and no progress bars outside a terminal
     summaries = [line for line in result.stdout.splitlines()
                  if line.startswith("classvis: ") and "MLflow run" in line
@@ -169,6 +170,68 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
     assert with_test.data.metrics["student/accuracy"] == mnist.data.metrics["student/accuracy"]
     assert with_test.data.metrics["source/teacher_accuracy"] == mnist.data.metrics[
         "teacher/accuracy"]
+
+
+def _logged_models_give_the_runs_numbers(client, run, tmp_path: Path) -> None:
+    """The run's student and teacher as MLflow models: loaded (from code, weights from
+    safetensors) in a fresh process, they score the run's test set as the run did, and the
+    student, registered, loads by its registered name."""
+    import mlflow
+
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        filter_string=f"source_run_id = '{run.info.run_id}'")
+    assert sorted(model.name for model in models) == ["student", "teacher"]
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        accuracies = _checked_and_scored(models, client, run, tmp_path)
+    finally:
+        mlflow.set_tracking_uri(None)
+    scored = json.loads(accuracies.splitlines()[-1])
+    for name in ("student", "teacher"):
+        assert scored[name] == pytest.approx(run.data.metrics[f"{name}/accuracy"], abs=1e-9)
+    assert scored["registered"] == scored["student"]
+
+
+def _checked_and_scored(models, client, run, tmp_path: Path) -> str:
+    import mlflow
+
+    for model in models:
+        assert model.status == "READY"
+        info = mlflow.models.get_model_info(model.model_uri)
+        assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 1, 8, 8)
+        assert not any(path.endswith((".pkl", ".pt", ".pth")) for path in all_artifacts(
+            client, run.info.run_id)), "nothing pickled"
+    student = next(model for model in models if model.name == "student")
+    assert mlflow.register_model(student.model_uri, "digits-student").version == 1
+    accuracies = subprocess.run([sys.executable, "-c", SCORE_LOGGED_MODELS, client.tracking_uri,
+                                 run.info.run_id], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=300)
+    assert accuracies.returncode == 0, accuracies.stderr[-3000:]
+    return accuracies.stdout
+
+
+# loads each logged model of a run with mlflow.pyfunc, scores the digits test set with it
+SCORE_LOGGED_MODELS = """
+import json, sys
+import mlflow
+from classvis.data import load_dataset
+from classvis.data import DatasetSettings
+uri, run_id = sys.argv[1:]
+mlflow.set_tracking_uri(uri)
+run = mlflow.get_run(run_id)
+data = load_dataset(DatasetSettings(name="digits", loader="digits"),
+                    seed=int(run.data.params["seed"]))
+scores = {}
+for model in mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                         filter_string=f"source_run_id = '{run_id}'",
+                                         output_format="list"):
+    logits = mlflow.pyfunc.load_model(model.model_uri).predict(data.test_x.numpy())
+    scores[model.name] = float((logits.argmax(1) == data.test_y.numpy()).mean())
+logits = mlflow.pyfunc.load_model("models:/digits-student/1").predict(data.test_x.numpy())
+scores["registered"] = float((logits.argmax(1) == data.test_y.numpy()).mean())
+print(json.dumps(scores))
+"""
 
 
 def test_invalid_value_is_one_line_and_records_nothing(tmp_path):

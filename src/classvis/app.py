@@ -261,6 +261,7 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job
         run.log_datasets(artifacts.run_datasets(
             result, source_location(settings.dataset),
             f"{run.artifact_uri.rstrip('/')}/{keys.SYNTHETIC_SET_ARTIFACT}"))
+        run.log_models(artifacts.run_models(result, settings.tracking.log_models))
         metrics = artifacts.run_metrics(result)
         metrics[keys.LOG_TIME] = time.perf_counter() - logging_started
         metrics[keys.TOTAL_TIME] = time.perf_counter() - started

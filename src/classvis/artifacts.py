@@ -12,10 +12,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from classvis import plots
 from classvis import runkeys as keys
 from classvis.evaluate import class_errors
+from classvis.models import describe_model
 from classvis.pipeline import RunResult
 
 PER_CLASS_MODELS = ("teacher", "student")
@@ -164,6 +166,38 @@ def run_datasets(result: RunResult, location: str, synthetic_uri: str) -> list[D
         _schema(synthetic.images, synthetic.soft_targets),
         json.dumps({"num_rows": len(synthetic.labels), **profile})))
     return inputs
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A trained network to log as an MLflow model (``track.models``): ``name`` (student,
+    teacher), the module, what rebuilds it (``classvis.models.describe_model``) and a few input
+    images (N, C, H, W) for the model's signature and example."""
+
+    name: str
+    network: Any
+    description: dict[str, Any]
+    example: Any
+
+
+EXAMPLE_IMAGES = 2  # input images in a logged model's example
+
+
+def run_models(result: RunResult, which: str) -> list[ModelRecord]:
+    """The networks ``tracking.log_models`` asks for: ``student``, ``all`` (the teacher too,
+    when the run had one) or ``none``."""
+    names = {"none": (), "student": ("student",), "all": ("student", "teacher")}[which]
+    records = []
+    for name in names:
+        network = result.student if name == "student" else result.teacher
+        if network is None or name not in result.architectures:
+            continue
+        records.append(ModelRecord(
+            name, network, describe_model(result.architectures[name],
+                                          tuple(network.input_shape),  # type: ignore[arg-type]
+                                          int(network.num_classes)),  # type: ignore[arg-type]
+            result.synthetic.images[:EXAMPLE_IMAGES]))
+    return records
 
 
 def run_metrics(result: RunResult) -> dict[str, float]:

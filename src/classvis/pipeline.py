@@ -20,7 +20,7 @@ from classvis.data import ImageData, load_dataset
 from classvis.evaluate import Evaluation, evaluate
 from classvis.extract import SyntheticImages, extract, soft_targets
 from classvis.fit import distill, fit
-from classvis.models import build_model, count_parameters
+from classvis.models import AnyArchitecture, build_model, count_parameters
 from classvis.privacy import PrivacyResult, measure
 from classvis.progress import QUIET, Progress
 from classvis.runsettings import RunSettings
@@ -75,6 +75,8 @@ class RunResult:
     test_unavailable: str | None = None    # why there is no real test set to evaluate on
     # accuracy on further views of the test set: "student/balanced_test_accuracy", ...
     view_accuracies: dict[str, float] = field(default_factory=dict)
+    # the settings each of "teacher" and "student" was built from
+    architectures: dict[str, AnyArchitecture] = field(default_factory=dict)
 
 
 @contextmanager
@@ -118,15 +120,21 @@ def _extract(settings: RunSettings, teacher: nn.Module, data: ImageData, progres
                        stage_seed(settings.seed, "extract"), bar)
 
 
+def student_architecture(settings: RunSettings) -> AnyArchitecture:
+    """What the student is built as: the teacher's architecture when it starts from the
+    teacher's initial weights."""
+    if settings.trainer.student.start == "teacher_init":
+        return settings.teacher
+    return settings.student
+
+
 def _student(settings: RunSettings, data_shape: tuple[int, ...], num_classes: int, images,
              targets, progress: Progress = QUIET, what: str = "student",
              teacher: nn.Module | None = None) -> tuple[nn.Module, nn.Module, list[float]]:
-    if settings.trainer.student.start == "teacher_init":  # the teacher's exact starting weights
-        student = build_model(settings.teacher, data_shape, num_classes,
-                              stage_seed(settings.seed, "teacher/init"))
-    else:
-        student = build_model(settings.student, data_shape, num_classes,
-                              stage_seed(settings.seed, "student/init"))
+    # teacher_init: the teacher's exact starting weights
+    stage = "teacher/init" if settings.trainer.student.start == "teacher_init" else "student/init"
+    student = build_model(student_architecture(settings), data_shape, num_classes,
+                          stage_seed(settings.seed, stage))
     student.to(settings.device)
     untrained = copy.deepcopy(student)
     with progress.bar(what, settings.trainer.student.steps) as bar:
@@ -235,6 +243,7 @@ def _run_from_file(settings: RunSettings, progress: Progress) -> RunResult:
         student_losses=student_losses, extraction_info={}, parameters={
             "student": count_parameters(student)}, seconds=seconds, file_info=info,
         test_unavailable=why_not if real is None else None,
+        architectures={"student": student_architecture(settings)},
     )
 
 
@@ -303,4 +312,5 @@ def run(settings: RunSettings,
         teacher_source=obtained.source, teacher_key=obtained.key,
         extraction_info=extracted.info, parameters=parameters, seconds=seconds,
         swap=swap, compressed=compressed, privacy=privacy, view_accuracies=view_accuracies,
+        architectures={"teacher": settings.teacher, "student": student_architecture(settings)},
     )

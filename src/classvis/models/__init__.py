@@ -8,6 +8,7 @@ adding one is a class here and a YAML file in ``conf/architecture/``. Every mode
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,11 +92,25 @@ def build_model(settings: AnyArchitecture, input_shape: tuple[int, ...], num_cla
     return model
 
 
+def describe_model(settings: AnyArchitecture, input_shape: tuple[int, ...],
+                   num_classes: int) -> dict[str, Any]:
+    """Everything needed to rebuild a model's network, as JSON-able values (weights aside)."""
+    return {"architecture": dataclasses.asdict(settings), "input_shape": list(input_shape),
+            "num_classes": num_classes}
+
+
+def model_from_description(description: dict[str, Any]) -> nn.Module:
+    """The network ``describe_model`` described, with fresh weights (load the trained ones)."""
+    settings = parse_architecture(description.get("architecture"), "architecture")
+    return build_model(settings, tuple(description["input_shape"]),
+                       int(description["num_classes"]), seed=0)
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 __all__ = ["ACTIVATIONS", "ARCHITECTURES", "AnyArchitecture", "ArchitectureSettings",
            "Classifier", "ConvNet", "ConvNetSettings", "LeNet5", "LeNet5Settings", "ResNet18",
-           "ResNet18Settings", "build_model", "count_parameters", "has_batchnorm", "is_dense",
-           "parse_architecture"]
+           "ResNet18Settings", "build_model", "count_parameters", "describe_model",
+           "has_batchnorm", "is_dense", "model_from_description", "parse_architecture"]

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from classvis import runkeys as keys
 from classvis.filelock import locked
@@ -35,13 +35,15 @@ class TrackingSettings:
     ``artifact_dir``: where a new experiment in a local SQLite store keeps its artifacts
     (default: ``mlartifacts`` beside the database). ``stale_after_s``: a RUNNING run on another
     host with no heartbeat for this long counts as dead (``liveness``). ``system_metrics``:
-    MLflow samples CPU, memory (and GPU, with ``nvidia-ml-py``) every second into ``system/*``."""
+    MLflow samples CPU, memory (and GPU, with ``nvidia-ml-py``) every second into ``system/*``.
+    ``log_models``: which trained networks become MLflow models (``track.models``)."""
 
     uri: str
     experiment: str
     artifact_dir: str | None = None
     system_metrics: bool = False
     stale_after_s: float = 600.0
+    log_models: Literal["student", "all", "none"] = "student"
 
     @property
     def heartbeat_every(self) -> float:
@@ -260,6 +262,13 @@ class TrackedRun:
             self._artifact_uri = str(retrying(
                 lambda: self.client.get_run(self.run_id)).info.artifact_uri)
         return self._artifact_uri
+
+    def log_models(self, models: list[Any]) -> dict[str, str]:
+        """Log ``artifacts.ModelRecord`` networks as MLflow models of this run (``track.models``);
+        returns each one's model URI."""
+        from classvis.track.models import log_models
+
+        return log_models(models)
 
     def log_datasets(self, datasets: list[Any]) -> None:
         """Log ``artifacts.DatasetInput`` records as the run's dataset inputs, each with its

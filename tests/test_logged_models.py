@@ -1,0 +1,54 @@
+"""Trained networks as MLflow models from code: every architecture loads back, without unpickling,
+to the very logits of the network that was logged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from classvis.artifacts import ModelRecord
+from classvis.models import build_model, describe_model, parse_architecture
+from classvis.track import TrackingSettings, connect, tracked_run
+
+
+@pytest.mark.parametrize("architecture,shape", [
+    ({"name": "linear"}, (1, 8, 8)),
+    ({"name": "mlp", "hidden": [16, 8], "activation": "tanh"}, (1, 8, 8)),
+    ({"name": "lenet5"}, (1, 28, 28)),
+    ({"name": "convnet", "depth": 2, "width": 4, "norm": "batch"}, (3, 16, 16)),
+    ({"name": "resnet18"}, (3, 16, 16)),
+])
+def test_a_logged_model_loads_to_the_same_logits(tmp_path, architecture, shape):
+    import mlflow
+
+    settings = parse_architecture(architecture, "teacher")
+    network = build_model(settings, shape, 5, seed=3)
+    with torch.no_grad():  # non-default weights and BatchNorm statistics, as after training
+        for parameter in network.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+        for name, buffer in network.named_buffers():
+            if name.endswith("running_var"):
+                buffer.mul_(2.0)
+    network.eval()
+    images = torch.rand(6, *shape)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    connect(TrackingSettings(uri, "models"))
+    with tracked_run("model", {}) as run:
+        uris = run.log_models([ModelRecord("student", network,
+                                           describe_model(settings, shape, 5), images[:2])])
+    loaded = mlflow.pyfunc.load_model(uris["student"])
+    with torch.no_grad():
+        expected = network(images).numpy()
+    assert (loaded.predict(images.numpy()) == expected).all()
+    folder = mlflow.artifacts.download_artifacts(uris["student"], dst_path=str(tmp_path / "m"))
+    files = {path.relative_to(folder).as_posix() for path in
+             Path(folder).rglob("*") if path.is_file()}
+    assert {"MLmodel", "artifacts/weights.safetensors", "artifacts/architecture.json",
+            "code/classvis/models/conv.py"} <= files
+    assert not any(name.endswith((".pkl", ".pt", ".pth", ".cloudpickle")) for name in files)
+    assert json.loads((Path(folder) / "artifacts" / "architecture.json")
+                      .read_text())["num_classes"] == 5
+    mlflow.set_tracking_uri(None)
