@@ -76,12 +76,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def mlflow_server_at(folder: Path, backend_uri: str, *options: str) -> Iterator[str]:
-    """A real ``mlflow server`` on 127.0.0.1 over ``backend_uri``; yields its URL once it
-    answers /health, and stops it (and its workers) afterwards."""
-    port = free_port()
+def mlflow_server_at(folder: Path, backend_uri: str, *options: str,
+                     port: int | None = None) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1 (at ``port``, default a free one) over
+    ``backend_uri``; yields its URL once it answers /health, and stops it (and its workers)
+    afterwards."""
+    port = port or free_port()
     log_path = folder / "server.log"
-    with log_path.open("w") as log:
+    with log_path.open("a") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
              "--backend-store-uri", backend_uri, "--workers", "1", *options],
@@ -115,6 +117,21 @@ class MaliciousPickle:
 
     def __reduce__(self):
         return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('x')",))
+
+
+def flip_data_byte(path: Path, at: float = 0.5) -> None:
+    """Flip one byte of a safetensors file's tensor data (``at``: how far into the data), the
+    damage a bad disk or a stray write does: the file still parses."""
+    raw = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(raw[:8], "little")
+    where = start + int((len(raw) - start - 1) * at)
+    raw[where] ^= 0x5A
+    path.write_bytes(bytes(raw))
+
+
+def truncate(path: Path, keep: float = 0.6) -> None:
+    raw = path.read_bytes()
+    path.write_bytes(raw[:int(len(raw) * keep)])
 
 
 @pytest.fixture(autouse=True)

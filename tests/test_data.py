@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from conftest import blob_images, make_image_folder, write_idx
+from conftest import blob_images, flip_data_byte, make_image_folder, truncate, write_idx
 
 from classvis import datafiles
 from classvis.data import DatasetSettings, load_dataset
@@ -112,12 +111,24 @@ def test_bad_dataset_settings_name_the_key(tmp_path, mapping, message):
     assert str(error.value).startswith(message)
 
 
-def test_damaged_cache_is_rebuilt_not_trusted(mnist_root, tmp_path):
+@pytest.mark.parametrize("damage,why", [
+    (lambda path: path.write_bytes(b"\x80\x04not a safetensors file"), "it cannot be read"),
+    (flip_data_byte, "its content does not match its digest (damaged or altered)"),
+    (lambda path: flip_data_byte(path, at=0.999), "its content does not match its digest"),
+    (truncate, "it cannot be read"),
+])
+def test_damaged_cache_is_rebuilt_not_trusted(mnist_root, tmp_path, caplog, damage, why):
     settings = mnist_settings(mnist_root, tmp_path / "cache")
-    load_dataset(settings)
+    sound = load_dataset(settings)
     (cache_file,) = (tmp_path / "cache").glob("mnist-*.safetensors")
-    cache_file.write_bytes(b"\x80\x04not a safetensors file")
-    with pytest.warns(UserWarning, match="unreadable dataset cache"):
+    damage(cache_file)
+    with caplog.at_level("WARNING", logger="classvis"):
         data = load_dataset(settings)
-    assert data.train_x.shape == (600, 1, 28, 28)
-    assert np.isfinite(data.train_x.numpy()).all()
+    (line,) = [r.getMessage() for r in caplog.records if "dataset cache" in r.getMessage()]
+    assert line.startswith(f"discarding dataset cache {cache_file}: {why}")
+    assert line.endswith("decoding the dataset again") and "\n" not in line
+    assert torch.equal(data.train_x, sound.train_x) and torch.equal(data.test_y, sound.test_y)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="classvis"):
+        load_dataset(settings)  # rewritten: read back without a word
+    assert not caplog.records

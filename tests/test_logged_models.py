@@ -52,3 +52,33 @@ def test_a_logged_model_loads_to_the_same_logits(tmp_path, architecture, shape):
     assert json.loads((Path(folder) / "artifacts" / "architecture.json")
                       .read_text())["num_classes"] == 5
     mlflow.set_tracking_uri(None)
+
+
+def test_a_logged_model_rebuilds_its_network_from_its_own_code(tmp_path):
+    """Loading a model imports classvis from the model's folder, not from an installed classvis:
+    the model works where classvis is not installed, as the version that logged it."""
+    import subprocess
+    import sys
+
+    settings = parse_architecture({"name": "mlp", "hidden": [8]}, "student")
+    network = build_model(settings, (1, 8, 8), 3, seed=0)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    connect(TrackingSettings(uri, "models"))
+    with tracked_run("model", {}) as run:
+        model_uri = run.log_models([ModelRecord("student", network,
+                                                describe_model(settings, (1, 8, 8), 3),
+                                                torch.rand(2, 1, 8, 8))])["student"]
+    import mlflow
+
+    mlflow.set_tracking_uri(None)
+    loaded = subprocess.run([sys.executable, "-c", (
+        "import sys, mlflow, numpy\n"
+        f"mlflow.set_tracking_uri({uri!r})\n"
+        f"model = mlflow.pyfunc.load_model({model_uri!r})\n"
+        "print(model.predict(numpy.zeros((4, 1, 8, 8), 'float32')).shape)\n"
+        "print(sys.modules['classvis'].__file__)\n")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    shape, where = loaded.stdout.splitlines()[-2:]
+    assert shape == "(4, 3)"
+    assert Path(where).parts[-4:] == ("artifacts", "code", "classvis", "__init__.py")

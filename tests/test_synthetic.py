@@ -6,7 +6,8 @@ import pickle
 
 import pytest
 import torch
-from conftest import MaliciousPickle
+from conftest import MaliciousPickle, flip_data_byte, truncate
+from safetensors.torch import save_file
 
 from classvis.runkeys import metric_key
 from classvis.synthetic import SyntheticSet
@@ -35,6 +36,57 @@ def test_a_pickle_is_refused_not_executed(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="not a safetensors file"):
         SyntheticSet.load(crafted)
     assert not (tmp_path / "PWNED").exists()
+
+
+def _sound_set(**change) -> SyntheticSet:
+    values = {"images": torch.rand(6, 1, 4, 4), "soft_targets": torch.randn(6, 3),
+              "labels": torch.tensor([0, 1, 2, 0, 1, 2]), "class_names": ["a", "b", "c"]}
+    return SyntheticSet(**{**values, **change})
+
+
+def _raw(path, header_change=None, **tensors):
+    """A file written without SyntheticSet.save: what a foreign tool or a hand edit leaves."""
+    sound = _sound_set()
+    values = {"images": sound.images, "soft_targets": sound.soft_targets,
+              "labels": sound.labels, **tensors}
+    header = {"format": "classvis.synthetic_set/1", "class_names": '["a", "b", "c"]',
+              "image_shape": "[1, 4, 4]", **(header_change or {})}
+    save_file(values, str(path), metadata=header)
+
+
+@pytest.mark.parametrize("make,problem", [
+    (lambda p: (_sound_set().save(p), flip_data_byte(p)), "damaged synthetic set (its content "
+     "does not match its digest)"),
+    (lambda p: (_sound_set().save(p), truncate(p, keep=0.9)), "not a safetensors file"),
+    (lambda p: _sound_set(images=torch.full((6, 1, 4, 4), float("nan"))).save(p),
+     "unusable synthetic set (its images hold NaN or infinite values)"),
+    (lambda p: _sound_set(soft_targets=torch.full((6, 3), float("inf"))).save(p),
+     "unusable synthetic set (its soft targets hold NaN or infinite values)"),
+    (lambda p: _sound_set(images=torch.rand(0, 1, 4, 4), soft_targets=torch.rand(0, 3),
+                          labels=torch.zeros(0, dtype=torch.int64)).save(p),
+     "unusable synthetic set (it holds no images)"),
+    (lambda p: _sound_set(labels=torch.tensor([0, 1, 2, 0, 1, 7])).save(p),
+     "unusable synthetic set (its labels run 0..7, outside 0..2)"),
+    (lambda p: _sound_set(labels=torch.tensor([0, 1, 2, 0, 1, -1])).save(p),
+     "unusable synthetic set (its labels run -1..2, outside 0..2)"),
+    (lambda p: _raw(p, {"class_names": '["a", "b", '}), "bad synthetic set header"),
+    (lambda p: _raw(p, {"class_names": '{"a": 1}'}), "bad synthetic set header"),
+    (lambda p: _raw(p, labels=torch.rand(6)), "unusable synthetic set (labels must be integers"),
+    (lambda p: _raw(p, {"format": "other/1"}), "not a classvis synthetic set"),
+    (lambda p: p.write_bytes(b""), "not a safetensors file"),
+])
+def test_a_damaged_or_unusable_set_is_refused_in_one_line(tmp_path, make, problem):
+    path = tmp_path / "set.safetensors"
+    make(path)
+    with pytest.raises(ValueError) as error:
+        SyntheticSet.load(path)
+    assert str(error.value).startswith(f"{path}: {problem}")
+    assert "\n" not in str(error.value)
+
+
+def test_a_set_written_before_digests_still_loads(tmp_path):
+    _raw(tmp_path / "old.safetensors")
+    assert SyntheticSet.load(tmp_path / "old.safetensors").class_names == ["a", "b", "c"]
 
 
 def test_metric_keys_and_params_are_mlflow_safe():

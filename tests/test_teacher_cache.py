@@ -7,7 +7,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import MaliciousPickle
+from conftest import MaliciousPickle, flip_data_byte, truncate
 from test_numeric import toy_data
 
 from classvis import fit as fit_module
@@ -97,3 +97,24 @@ def test_a_crafted_pickle_in_the_cache_is_refused_not_executed(tmp_path, monkeyp
     assert (teacher.source, trained) == ("trained", 1)
     assert not (tmp_path / "PWNED").exists()
     assert obtain(tmp_path / "cache", data)[0].source == "cache"  # rewritten as safetensors
+
+
+@pytest.mark.parametrize("damage,why", [
+    (flip_data_byte, "its content does not match its digest"),
+    (truncate, "it cannot be read"),
+])
+def test_a_damaged_entry_is_reported_in_one_line_and_retrained(tmp_path, caplog, damage, why):
+    data = toy_data()
+    first, _ = obtain(tmp_path, data)
+    (cached,) = tmp_path.glob("*.safetensors")
+    damage(cached)
+    with caplog.at_level("WARNING", logger="classvis"):
+        again, trained = obtain(tmp_path, data)
+    assert (again.source, trained) == ("trained", 1)
+    (line,) = [r.getMessage() for r in caplog.records if "teacher cache" in r.getMessage()]
+    assert line.startswith(f"discarding teacher cache entry {cached}: {why}")
+    assert line.endswith("training the teacher again") and "\n" not in line
+    for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)  # the same seed retrains the same teacher
+    assert obtain(tmp_path, data)[0].source == "cache"  # and the entry is sound again

@@ -46,3 +46,71 @@ def test_cluster_jobs_log_runs_and_artifacts_to_a_tracking_server(tmp_path, mlfl
         assert SyntheticSet.load(local).labels.tolist() == list(range(10))
     # the artifacts live in the server's artifact root, not beside the client
     assert list((tmp_path / "artifact-root").rglob("visualizations.png"))
+
+
+def test_a_server_restarting_mid_sweep_is_waited_for_and_one_gone_too_long_fails_the_job(
+        tmp_path):
+    """The server stops during a job's run: restarted within ``tracking.retry_for_s``, the jobs
+    wait (saying so) and the sweep ends with every run FINISHED; gone for longer, the job fails
+    with the reason once the time is up, and a re-run once the server is back completes the set
+    (the run left RUNNING by the failed job is marked KILLED)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import mlflow
+    from conftest import ROOT, free_port
+
+    port = free_port()
+    backend = f"sqlite:///{tmp_path}/server.db"
+    options = ("--artifacts-destination", str(tmp_path / "artifact-root"))
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+
+    def sweep(seeds: str, retry_for: int, folder: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "train.py"), "-m", "dataset=digits", f"seed={seeds}",
+             "trainer.teacher.epochs=150", f"tracking.uri={url}", "tracking.experiment=restart",
+             f"tracking.retry_for_s={retry_for}", f"hydra.sweep.dir={tmp_path / folder}",
+             "privacy.enabled=false"],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+    def runs(seed: str) -> list:
+        client = mlflow.MlflowClient(tracking_uri=url)
+        experiment = client.get_experiment_by_name("restart")
+        return [] if experiment is None else client.search_runs(
+            [experiment.experiment_id], filter_string=f"tags.seed = '{seed}'")
+
+    def wait_for_run(seed: str, process: subprocess.Popen) -> None:
+        deadline = time.monotonic() + 120
+        while not runs(seed):
+            assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+            time.sleep(0.3)
+
+    with mlflow_server_at(tmp_path, backend, *options, port=port):
+        first = sweep("0,1", 90, "a")
+        wait_for_run("0", first)
+    time.sleep(5)  # the server is down while the job trains and logs
+    with mlflow_server_at(tmp_path, backend, *options, port=port):
+        out, _ = first.communicate(timeout=300)
+        assert first.returncode == 0, out[-3000:]
+        assert "2 of 2 jobs succeeded" in out
+        assert "tracking store busy or unreachable" in out and "retrying for up to" in out
+        assert [run.info.status for seed in "01" for run in runs(seed)] == ["FINISHED"] * 2
+
+        second = sweep("2", 4, "b")
+        wait_for_run("2", second)
+    started = time.monotonic()
+    out, _ = second.communicate(timeout=120)
+    assert time.monotonic() - started < 60  # bounded: 4 s of retries per call, not minutes
+    assert second.returncode != 0
+    assert "giving up" in out and "0 of 1 jobs succeeded" in out, out[-3000:]
+    with mlflow_server_at(tmp_path, backend, *options, port=port):
+        assert [run.info.status for run in runs("2")] == ["RUNNING"]
+        third = sweep("2", 90, "c")
+        out, _ = third.communicate(timeout=300)
+        assert third.returncode == 0, out[-3000:]
+        assert "marked MLflow run" in out and "KILLED" in out
+        assert sorted(run.info.status for run in runs("2")) == ["FINISHED", "KILLED"]

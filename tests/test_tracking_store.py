@@ -219,3 +219,44 @@ def test_a_dataset_two_jobs_log_at_once_is_retried_not_failed():
     run.log_datasets([DatasetInput("training", "digits/train", "abc", '{"uri": "x"}', "local",
                                    "{}", "{}")])
     assert RacingClient.calls == 2
+
+
+@pytest.mark.slow
+def test_joblib_workers_stop_with_their_killed_sweep(tmp_path):
+    """SIGKILL to a joblib sweep's own process (not its group: what an out-of-memory kill or a
+    lost terminal does) stops its workers too: their runs end KILLED, no queued job starts."""
+    import os
+    import signal
+    import time
+
+    import mlflow
+    import psutil
+
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    sweep = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "-m", "dataset=digits", "seed=0,1,2,3,4,5",
+         "trainer.teacher.epochs=400", f"tracking.uri={uri}", "tracking.experiment=orphans",
+         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/s",
+         "teacher_cache.enabled=false"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+
+    def runs() -> list:
+        experiment = (client.get_experiment_by_name("orphans")
+                      if (tmp_path / "store.db").exists() else None)
+        return [run for run in client.search_runs([experiment.experiment_id])
+                if "classvis.kind" not in run.data.tags] if experiment else []
+
+    deadline = time.monotonic() + 180
+    while len(runs()) < 2 and time.monotonic() < deadline:  # both workers are in a job
+        time.sleep(0.3)
+    workers = psutil.Process(sweep.pid).children(recursive=True)
+    assert len(runs()) == 2 and workers, sweep.communicate(timeout=5)[1][-2000:]
+    os.kill(sweep.pid, signal.SIGKILL)
+    sweep.communicate(timeout=30)
+    gone, alive = psutil.wait_procs(workers, timeout=60)
+    assert not alive, f"workers outlived their sweep: {[p.pid for p in alive]}"
+    final = runs()
+    assert sorted(run.info.status for run in final) == ["KILLED", "KILLED"]
+    assert all(run.data.tags["error"].startswith("Terminated: SIGTERM") for run in final)

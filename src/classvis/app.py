@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,7 @@ from classvis.device import device_name
 from classvis.fit import DivergenceError
 from classvis.progress import Progress, quiet_mlflow_when
 from classvis.settings import ConfigError
-from classvis.sweep import STATUS_FILE, parent_run_of
+from classvis.sweep import STATUS_FILE, SWEEP_PID, parent_run_of
 from classvis.synthetic import file_digest
 from classvis.track import (
     Terminated,
@@ -274,10 +276,39 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job
     return metrics, line
 
 
+ORPHAN_GRACE_S = 15.0  # after its sweep died, how long a worker's run has to end KILLED
+_watching_the_sweep = False
+
+
+def _stop_with_the_sweep() -> None:
+    """In a worker process of a sweep (joblib's), stop when the sweep's process dies: a worker
+    left behind would go on with queued jobs nobody waits for. The running job's run ends KILLED
+    (SIGTERM), then the worker exits."""
+    global _watching_the_sweep
+    sweep = os.environ.get(SWEEP_PID)
+    if _watching_the_sweep or sweep is None or int(sweep) == os.getpid() or (
+            os.getppid() != int(sweep)):
+        return
+    _watching_the_sweep = True
+
+    def watch() -> None:
+        while os.getppid() == int(sweep):
+            time.sleep(1.0)
+        print(f"classvis: the sweep's process (pid {sweep}) is gone; this worker "
+              f"(pid {os.getpid()}) stops", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(ORPHAN_GRACE_S)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="classvis-sweep-watch", daemon=True).start()
+
+
 def main(cfg: DictConfig) -> dict[str, float]:
     """Run one experiment; returns its metrics (``student/accuracy``, ``synthetic/images``, ...)
     for a search to optimise, none when the job failed."""
     job = current_job()
+    if job.multirun:
+        _stop_with_the_sweep()
     try:
         settings = run_settings(cfg, job.base_dir)
     except ConfigError as error:

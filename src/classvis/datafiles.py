@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors.torch import load_file, save_file
 
+from classvis.integrity import DIGEST_KEY, damage, tensors_digest
 from classvis.settings import ConfigError
 
 if TYPE_CHECKING:
     from classvis.data import DatasetSettings
 
-CACHE_FORMAT = "1"
+log = logging.getLogger(__name__)
+CACHE_FORMAT = "2"  # 2: the header holds the tensors' sha256
 
 
 def given(value: str | None, key: str, expected: str) -> str:
@@ -228,6 +230,8 @@ def _cache_path(settings: DatasetSettings, fingerprint: str) -> Path:
 
 
 def _read_cache(path: Path, fingerprint: str) -> Arrays | None:
+    """The decoded arrays, when the cache file holds exactly what was written for
+    ``fingerprint``; else None (and one line saying why), and the data is decoded again."""
     if not path.is_file():
         return None
     try:
@@ -235,14 +239,16 @@ def _read_cache(path: Path, fingerprint: str) -> Arrays | None:
 
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-        if metadata.get("fingerprint") != fingerprint:
-            return None
         tensors = load_file(str(path))
-    except Exception as error:  # a damaged cache is rebuilt, never trusted
-        warnings.warn(f"ignoring unreadable dataset cache {path}: {error}", stacklevel=2)
-        return None
-    return (tensors["train_x"], tensors["train_y"], tensors["test_x"], tensors["test_y"],
-            json.loads(metadata["class_names"]))
+        why = (damage(tensors, metadata) if metadata.get("fingerprint") == fingerprint
+               else "it was made from other source files")
+        if why is None:
+            return (tensors["train_x"], tensors["train_y"], tensors["test_x"], tensors["test_y"],
+                    [str(name) for name in json.loads(metadata["class_names"])])
+    except Exception as error:  # truncated, unreadable or foreign: rebuilt, never trusted
+        why = f"it cannot be read ({type(error).__name__}: {error})".splitlines()[0]
+    log.warning("discarding dataset cache %s: %s; decoding the dataset again", path, why)
+    return None
 
 
 def _write_cache(path: Path, fingerprint: str, arrays: Arrays) -> None:
@@ -250,14 +256,13 @@ def _write_cache(path: Path, fingerprint: str, arrays: Arrays) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        save_file(
-            {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y},
-            str(partial),
-            metadata={"fingerprint": fingerprint, "class_names": json.dumps(class_names)},
-        )
+        tensors = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
+        save_file(tensors, str(partial), metadata={
+            "fingerprint": fingerprint, "class_names": json.dumps(class_names),
+            DIGEST_KEY: tensors_digest(tensors)})
         os.replace(partial, path)  # atomic: parallel jobs never read a half-written cache
     except OSError as error:
-        warnings.warn(f"could not write dataset cache {path}: {error}", stacklevel=2)
+        log.warning("could not write dataset cache %s: %s", path, error)
 
 
 def load_arrays(settings: DatasetSettings) -> tuple[Arrays, str]:

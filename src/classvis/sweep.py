@@ -15,6 +15,7 @@ import csv
 import datetime
 import json
 import logging
+import os
 import re
 import sys
 import tempfile
@@ -95,8 +96,12 @@ def job_records(sweep_dir: Path) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: (r.get("job") is None, r.get("job") or 0))
 
 
+SWEEP_PID = "CLASSVIS_SWEEP_PID"  # the sweep's process, for the worker processes it starts
+
+
 class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ[SWEEP_PID] = str(os.getpid())  # inherited by joblib's worker processes
         try:
             tracking = resolved_mapping(config.tracking, "tracking")
             tracking["uri"] = absolute_uri(tracking["uri"], Path.cwd())

@@ -19,6 +19,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from classvis.integrity import DIGEST_KEY, tensors_digest
+
 FORMAT = "classvis.synthetic_set/1"
 
 
@@ -35,19 +37,32 @@ class SyntheticSet:
         return tuple(self.images.shape[1:])
 
     def save(self, path: str | Path) -> None:
+        tensors = {name: getattr(self, name).detach().cpu().contiguous() for name in TENSORS}
         header = dict(self.metadata)
         header.update(format=FORMAT, class_names=json.dumps(self.class_names),
                       image_shape=json.dumps(list(self.image_shape)))
-        save_file({name: getattr(self, name).detach().cpu().contiguous() for name in TENSORS},
-                  str(path), metadata=header)
+        header[DIGEST_KEY] = tensors_digest(tensors)
+        save_file(tensors, str(path), metadata=header)
 
     @classmethod
     def load(cls, path: str | Path) -> SyntheticSet:
+        """The set in ``path``; ``ValueError`` (one line) if it is not one, is damaged (its
+        content digest), or holds values no run can use."""
         header = read_metadata(path)
-        with safe_open(str(path), framework="pt") as handle:
-            tensors = {name: handle.get_tensor(name) for name in TENSORS}
-        class_names = json.loads(header.pop("class_names"))
-        shape = tuple(json.loads(header.pop("image_shape")))
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                tensors = {name: handle.get_tensor(name) for name in TENSORS}
+        except Exception as error:  # truncated after its header
+            raise ValueError(f"{path}: damaged synthetic set ({error})".splitlines()[0]) from None
+        recorded = header.pop(DIGEST_KEY, None)  # sets exported before digests have none
+        if recorded is not None and tensors_digest(tensors) != recorded:
+            raise ValueError(f"{path}: damaged synthetic set (its content does not match its "
+                             f"digest)")
+        try:
+            class_names = [str(name) for name in _json_list(header.pop("class_names"))]
+            shape = tuple(int(size) for size in _json_list(header.pop("image_shape")))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: bad synthetic set header ({error})") from None
         header.pop("format")
         images, targets, labels = (tensors[name] for name in TENSORS)
         if (images.ndim != 4 or tuple(images.shape[1:]) != shape or len(targets) != len(images)
@@ -55,10 +70,40 @@ class SyntheticSet:
             raise ValueError(f"{path}: inconsistent synthetic set (images {tuple(images.shape)}, "
                              f"soft targets {tuple(targets.shape)}, labels {tuple(labels.shape)}, "
                              f"{len(class_names)} classes, image shape {shape})")
+        _check_values(path, images, targets, labels, len(class_names))
         return cls(images.float(), targets.float(), labels.long(), class_names, header)
 
 
 TENSORS = ("images", "soft_targets", "labels")
+
+
+def _json_list(text: str) -> list:
+    value = json.loads(text)
+    if not isinstance(value, list):
+        raise ValueError(f"expected a JSON list, got {text[:40]!r}")
+    return value
+
+
+def _check_values(path: str | Path, images: torch.Tensor, targets: torch.Tensor,
+                  labels: torch.Tensor, classes: int) -> None:
+    problem = None
+    if len(images) == 0:
+        problem = "it holds no images"
+    elif classes < 2:
+        problem = f"it names {classes} class; a student needs at least 2"
+    elif not (images.dtype.is_floating_point and targets.dtype.is_floating_point):
+        problem = f"images and soft targets must be floats, got {images.dtype}, {targets.dtype}"
+    elif labels.dtype.is_floating_point or labels.dtype == torch.bool:
+        problem = f"labels must be integers, got {labels.dtype}"
+    elif not bool(torch.isfinite(images).all()):
+        problem = "its images hold NaN or infinite values"
+    elif not bool(torch.isfinite(targets).all()):
+        problem = "its soft targets hold NaN or infinite values"
+    elif int(labels.min()) < 0 or int(labels.max()) >= classes:
+        problem = (f"its labels run {int(labels.min())}..{int(labels.max())}, outside "
+                   f"0..{classes - 1}")
+    if problem is not None:
+        raise ValueError(f"{path}: unusable synthetic set ({problem})")
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

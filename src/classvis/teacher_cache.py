@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,10 +28,12 @@ from classvis import models
 from classvis.data import ImageData
 from classvis.filelock import locked
 from classvis.fit import TeacherTraining
+from classvis.integrity import DIGEST_KEY, damage, tensors_digest
 from classvis.models import AnyArchitecture
 from classvis.settings import require
 
-FORMAT = "classvis.teacher/1"
+log = logging.getLogger(__name__)
+FORMAT = "classvis.teacher/2"  # 2: the header holds the weights' sha256
 
 
 @dataclass(frozen=True)
@@ -76,16 +79,23 @@ class Teacher:
 
 
 def _load(path: Path, model: nn.Module, key: str) -> list[float] | None:
+    """The cached weights, loaded into ``model``, and the epoch losses; None (and one line saying
+    why, unless the entry is merely of an older format) when the entry cannot be trusted: it is
+    then retrained and overwritten."""
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
-            if header.get("format") != FORMAT or header.get("key") != key:
+            if header.get("format") != FORMAT:
                 return None
             state = {name: handle.get_tensor(name) for name in handle.keys()}
-        model.load_state_dict(state, strict=True)
-    except Exception:  # unreadable, foreign or damaged: retrain and overwrite
-        return None
-    return json.loads(header["epoch_losses"])
+        why = damage(state, header) if header.get("key") == key else "it holds another teacher"
+        if why is None:
+            model.load_state_dict(state, strict=True)
+            return [float(loss) for loss in json.loads(header["epoch_losses"])]
+    except Exception as error:  # truncated, unreadable or foreign
+        why = f"it cannot be read ({type(error).__name__}: {error})".splitlines()[0]
+    log.warning("discarding teacher cache entry %s: %s; training the teacher again", path, why)
+    return None
 
 
 def _save(path: Path, model: nn.Module, key: str, material: dict, losses: list[float]) -> None:
@@ -95,7 +105,7 @@ def _save(path: Path, model: nn.Module, key: str, material: dict, losses: list[f
              for name, tensor in model.state_dict().items()}
     save_file(state, str(partial), metadata={
         "format": FORMAT, "key": key, "material": json.dumps(material, sort_keys=True),
-        "epoch_losses": json.dumps(losses)})
+        "epoch_losses": json.dumps(losses), DIGEST_KEY: tensors_digest(state)})
     os.replace(partial, path)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import random
 import re
 import time
@@ -36,13 +37,15 @@ class TrackingSettings:
     (default: ``mlartifacts`` beside the database). ``stale_after_s``: a RUNNING run on another
     host with no heartbeat for this long counts as dead (``liveness``). ``system_metrics``:
     MLflow samples CPU, memory (and GPU, with ``nvidia-ml-py``) every second into ``system/*``.
-    ``log_models``: which trained networks become MLflow models (``track.models``)."""
+    ``log_models``: which trained networks become MLflow models (``track.models``).
+    ``retry_for_s``: how long a job waits for a busy or unreachable store before it fails."""
 
     uri: str
     experiment: str
     artifact_dir: str | None = None
     system_metrics: bool = False
     stale_after_s: float = 600.0
+    retry_for_s: float = 120.0
     log_models: Literal["student", "all", "none"] = "student"
 
     @property
@@ -53,6 +56,8 @@ class TrackingSettings:
         require(bool(self.uri), f"{key}.uri", "an MLflow tracking URI", self.uri)
         require(math.isfinite(self.stale_after_s) and self.stale_after_s > 0,
                 f"{key}.stale_after_s", "a number of seconds > 0", self.stale_after_s)
+        require(math.isfinite(self.retry_for_s) and self.retry_for_s >= 0,
+                f"{key}.retry_for_s", "a number of seconds >= 0", self.retry_for_s)
         require(self.uri not in IN_MEMORY, f"{key}.uri", "a store that outlives the run (an "
                 "in-memory SQLite store loses every run; e.g. sqlite:///mlflow.db)", self.uri)
         require(bool(self.experiment.strip()), f"{key}.experiment", "an experiment name",
@@ -76,24 +81,44 @@ def _is_transient(error: Exception) -> bool:
     text = str(error).lower()
     return any(s in text for s in ("database is locked", "database table is locked",
                                    "unable to open database", "connection refused",
-                                   "temporarily unavailable", "busy"))
+                                   "connection aborted", "connection reset", "remotedisconnected",
+                                   "max retries exceeded", "temporarily unavailable", "busy",
+                                   "bad gateway", "service unavailable", "gateway timeout"))
 
 
-def retrying(call: Callable[[], T], attempts: int = 8,
-             also: Callable[[Exception], bool] | None = None) -> T:
-    """Run ``call``, retrying with jittered backoff while the store reports it is busy (or while
-    ``also`` says an error is worth another try)."""
-    for attempt in range(attempts):
+# How long a call waits for a busy or unreachable store (``tracking.retry_for_s``, set by
+# ``connect``): a tracking server restarting mid-sweep is waited for, then the job fails.
+_retry_for_s = 120.0
+FAILING_RETRY_S = 10.0  # how long a failing run tries to record why, before giving up
+
+
+def retrying(call: Callable[[], T], also: Callable[[Exception], bool] | None = None,
+             retry_for_s: float | None = None) -> T:
+    """Run ``call``, retrying with jittered backoff while the store is busy or unreachable (or
+    while ``also`` says an error is worth another try), for at most ``retry_for_s`` seconds
+    (default ``tracking.retry_for_s``), saying so while it waits; then the last error is raised."""
+    budget = _retry_for_s if retry_for_s is None else retry_for_s
+    deadline = time.monotonic() + budget
+    attempt, said = 0, -math.inf
+    while True:
         try:
             return call()
         except Exception as error:
             again = _is_transient(error) or (also is not None and also(error))
-            if attempt == attempts - 1 or not again:
+            left = deadline - time.monotonic()
+            reason = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            if not again:
                 raise
-            delay = min(4.0, 0.1 * 2 ** attempt) * (0.5 + random.random())
-            log.warning("tracking store busy (%s); retrying in %.1fs", error, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+            if left <= 0:
+                log.error("tracking store still busy or unreachable after %.0f s; giving up: %s",
+                          budget, reason)
+                raise
+            if time.monotonic() - said >= 10.0:  # one line now and then, not one per try
+                log.warning("tracking store busy or unreachable (%s); retrying for up to %.0f s",
+                            reason, left)
+                said = time.monotonic()
+            time.sleep(min(left, min(4.0, 0.1 * 2 ** attempt) * (0.5 + random.random())))
+            attempt += 1
 
 
 _PREPARED: set[str] = set()  # stores this process has opened (created and migrated if new)
@@ -155,6 +180,12 @@ def connect(settings: TrackingSettings) -> str:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    global _retry_for_s
+    _retry_for_s = settings.retry_for_s
+    if settings.uri.startswith(("http://", "https://")):
+        # MLflow's client would retry a dead server for minutes per call, silently; classvis
+        # retries each call itself, saying so, for tracking.retry_for_s
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     prepare_store(settings.uri)
     mlflow.set_tracking_uri(settings.uri)
     client = mlflow.MlflowClient()
@@ -234,11 +265,11 @@ class TrackedRun:
         entries = [Param(key, value[:6000]) for key, value in params.items()]
         retrying(lambda: self.client.log_batch(self.run_id, params=entries))
 
-    def set_tags(self, tags: dict[str, str]) -> None:
+    def set_tags(self, tags: dict[str, str], retry_for_s: float | None = None) -> None:
         from mlflow.entities import RunTag
 
         entries = [RunTag(key, str(value)) for key, value in tags.items()]
-        retrying(lambda: self.client.log_batch(self.run_id, tags=entries))
+        retrying(lambda: self.client.log_batch(self.run_id, tags=entries), retry_for_s=retry_for_s)
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         self.log_series({key: [(step, value)] for key, value in metrics.items()})
@@ -334,9 +365,24 @@ def tracked_run(run_name: str, tags: dict[str, str], system_metrics: bool = Fals
     except BaseException as error:
         status = "KILLED" if isinstance(error, (KeyboardInterrupt, Terminated)) else "FAILED"
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:4000]
+        # briefly: a store that is down now leaves the run to be reaped by the next job
         with contextlib.suppress(Exception):
-            tracked.set_tags({keys.ERROR: reason, keys.STATUS_REASON: status.lower()})
-        with contextlib.suppress(Exception):
-            retrying(lambda: mlflow.end_run(status=status))
+            tracked.set_tags({keys.ERROR: reason, keys.STATUS_REASON: status.lower()},
+                             retry_for_s=min(FAILING_RETRY_S, _retry_for_s))
+        _end_run(tracked, status, min(FAILING_RETRY_S, _retry_for_s))
         raise
-    retrying(lambda: mlflow.end_run(status="FINISHED"))
+    _end_run(tracked, "FINISHED")
+
+
+def _end_run(tracked: TrackedRun, status: str, retry_for_s: float | None = None) -> None:
+    """Record the run's end state, retried, then leave MLflow's active run (``mlflow.end_run``
+    forgets the run before it writes, so a failed write retried through it would write
+    nothing)."""
+    import mlflow
+
+    try:
+        retrying(lambda: tracked.client.set_terminated(tracked.run_id, status),
+                 retry_for_s=retry_for_s)
+    finally:
+        with contextlib.suppress(Exception):
+            mlflow.end_run(status=status)
