@@ -165,3 +165,82 @@ def test_slurm_launcher_config_carries_the_usual_knobs():
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node) == ("gpu", 1)
     assert (launcher.timeout_min, launcher.cpus_per_task, launcher.mem_gb) == (60, 4, 16)
+
+
+# Bad values a demanding user tried: each fails at the door with one line naming the key.
+# ``{file}`` is an existing file, ``{dir}`` a fresh folder.
+AT_THE_DOOR = [
+    ("dataset.classes=[3,42]", "dataset.classes: expected class names among 0, 1, 2"),
+    ("dataset.classes=[3]", "dataset.classes: expected at least two distinct class names"),
+    ("dataset.classes=[]", "dataset.classes: expected at least two distinct class names"),
+    ("dataset.one_vs_rest=42", "dataset.one_vs_rest: expected class names among 0, 1"),
+    ("trainer.teacher.lr=inf", "trainer.teacher.lr: expected a number > 0, got inf"),
+    ("trainer.teacher.lr=nan", "trainer.teacher.lr: expected a number > 0, got nan"),
+    ("trainer.student.lr=inf", "trainer.student.lr: expected a number > 0, got inf"),
+    ("trainer.student.lr=-0.5", "trainer.student.lr: expected a number > 0, got -0.5"),
+    ("extractor.l2=nan", "extractor.l2: expected a number >= 0, got nan"),
+    ("extractor.l2=-inf", "extractor.l2: expected a number >= 0, got -inf"),
+    ("extractor.tol=inf", "extractor.tol: expected a number >= 0, got inf"),
+    ("extractor.per_class=0", "extractor.per_class: expected an integer >= 1, got 0"),
+    ("extractor.steps=0", "extractor.steps: expected an integer >= 1, got 0"),
+    ("trainer.student.steps=0", "trainer.student.steps: expected an integer >= 1, got 0"),
+    ("trainer.teacher.batch_size=0", "trainer.teacher.batch_size: expected an integer >= 1"),
+    ("trainer.teacher.epochs=-1", "trainer.teacher.epochs: expected an integer >= 1, got -1"),
+    ("trainer.student.momentum=inf", "trainer.student.momentum: expected a number >= 0"),
+    ("tracking.uri=notaurl", "tracking.uri: expected an MLflow tracking URI"),
+    ("tracking.uri=ftp://host/runs", "tracking.uri: expected an MLflow tracking URI"),
+    ("tracking.uri=sqlite:///{file}/sub/mlflow.db", "tracking.uri: expected a folder that can "
+     "be created ({file} is a file)"),
+    ("tracking.uri=sqlite:///{dir}", "tracking.uri: expected an SQLite database file"),
+    ("tracking.artifact_dir={file}/artifacts", "tracking.artifact_dir: expected a folder that "
+     "can be created ({file} is a file)"),
+    ("teacher_cache.dir={file}/teachers", "teacher_cache.dir: expected a folder that can be "
+     "created ({file} is a file)"),
+    ("tracking.experiment=' '", "tracking.experiment: expected an experiment name"),
+    ("tracking.retry_for_s=-1", "tracking.retry_for_s: expected a number of seconds >= 0"),
+    ("tracking.stale_after_s=inf", "tracking.stale_after_s: expected a number of seconds > 0"),
+    ("tracking.log_models=teacher", "tracking.log_models: expected one of 'student', 'all'"),
+    ("progress=sometimes", "progress: expected auto, true or false, got 'sometimes'"),
+    ("device=tpu", "device: expected auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
+    ("privacy.enabled=maybe", "privacy.enabled: expected true or false, got 'maybe'"),
+    ("force=2", "force: expected true or false"),
+    ("seed=1.5", "seed: expected an integer, got 1.5"),
+    ("+trainer.teacher.lr_decay=1", "trainer.teacher.lr_decay: expected no such key"),
+]
+
+
+@pytest.mark.parametrize("override,message", AT_THE_DOOR,
+                         ids=[override for override, _ in AT_THE_DOOR])
+def test_bad_values_fail_at_the_door_in_one_line(tmp_path, override, message):
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "dir").mkdir()
+    where = {"file": str(tmp_path / "file"), "dir": str(tmp_path / "dir")}
+    with pytest.raises(ConfigError) as error:
+        settings_for("dataset=digits", override.format(**where), base_dir=tmp_path)
+    assert str(error.value).startswith(message.format(**where))
+    assert "\n" not in str(error.value)
+
+
+def test_a_synthetic_set_too_large_for_memory_is_refused_before_any_work(monkeypatch):
+    import collections
+
+    import psutil
+
+    free = collections.namedtuple("Memory", "available")
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: free(2 * 2**30))
+    settings_for("dataset=mnist", "extractor.per_class=1000", "extractor.start_std=0.1")
+    with pytest.raises(ConfigError, match=r"^extractor.per_class: expected a synthetic set that "
+                       r"fits in memory \(10000 x 10 images of 1x28x28 need about 2.6 GiB; this "
+                       r"machine has 2.0 GiB free\), got 10000$"):
+        settings_for("dataset=mnist", "extractor.per_class=10000", "extractor.start_std=0.1")
+    settings_for("dataset=mnist", "extractor.per_class=10000", "extractor.start_std=0.1",
+                 "dataset.classes=[3,8]", "privacy.enabled=false")  # 2 classes of the 10 fit
+
+
+def test_torchvisions_class_names_are_known_before_loading():
+    import torchvision.datasets as datasets
+
+    from classvis.datafiles import TORCHVISION_CLASS_NAMES
+
+    for name in ("MNIST", "FashionMNIST", "KMNIST"):
+        assert TORCHVISION_CLASS_NAMES[name] == list(getattr(datasets, name).classes)

@@ -224,3 +224,25 @@ def test_span_init_keeps_a_hidden_layer_student_blind_outside_the_images_span(tr
     from classvis.fit import init_first_layer_in_span
     init_first_layer_in_span(fresh, images.images, seed=0)
     assert torch.allclose(fresh[1].weight.norm(dim=1), norms)
+
+
+def test_the_curvature_of_a_large_set_comes_from_the_small_gram_matrix(monkeypatch):
+    """Both Gram matrices give the same largest eigenvalue; a large set uses the one sized by
+    the pixels, not by the images."""
+    from classvis import fit as fit_module
+    from classvis.fit import linear_curvature
+
+    images = torch.rand(40, 1, 3, 3, generator=torch.Generator().manual_seed(0))
+    small = linear_curvature(images, 10)
+    monkeypatch.setattr(fit_module, "LARGE_SET", 20)
+    assert linear_curvature(images, 10) == pytest.approx(small, rel=1e-10)
+
+
+def test_within_class_similarity_of_many_images_needs_no_k_by_k_matrix(monkeypatch):
+    from classvis import priors
+    from classvis.priors import within_class_similarity
+
+    images = torch.rand(3 * 50, 1, 4, 4, generator=torch.Generator().manual_seed(0)) - 0.5
+    exact = within_class_similarity(images, 50)
+    monkeypatch.setattr(priors, "SIMILARITY_BUDGET", 100)
+    assert torch.allclose(within_class_similarity(images, 50), exact, atol=1e-6)

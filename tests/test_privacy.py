@@ -17,6 +17,23 @@ def test_nearest_matches_brute_force_across_chunks():
     assert torch.allclose(found.distances, distances.min(1).values, atol=1e-5)
 
 
+def test_many_queries_are_scanned_in_blocks_within_the_distance_budget(monkeypatch):
+    """A million synthetic images against 60,000 training images once asked for 32 GB of
+    distances at once; queries now go in blocks, with the same answers."""
+    from classvis import privacy
+
+    generator = torch.Generator().manual_seed(2)
+    reference = torch.rand(300, 1, 5, 5, generator=generator)
+    queries = torch.rand(101, 1, 5, 5, generator=generator)
+    whole = nearest(queries, reference, chunk=64)
+    monkeypatch.setattr(privacy, "DISTANCE_BUDGET", 64 * 7)  # blocks of 7 queries
+    blocked = nearest(queries, reference, chunk=64)
+    assert torch.equal(blocked.indices, whole.indices)
+    assert torch.allclose(blocked.distances, whole.distances)
+    assert torch.allclose(blocked.second, whole.second)
+    assert len(blocked.distances) == 101
+
+
 def test_copies_of_training_images_score_zero():
     generator = torch.Generator().manual_seed(1)
     train = torch.rand(500, 1, 8, 8, generator=generator) * 10  # large norms: no cancellation

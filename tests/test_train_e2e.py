@@ -249,3 +249,87 @@ def test_unknown_group_option_lists_the_choices(tmp_path):
     assert result.returncode == 1
     assert "Could not find 'extractor/deep_dream'" in result.stderr
     assert "class_vis" in result.stderr and "output_weights" in result.stderr
+
+
+def _broken_image(root: Path) -> list[str]:
+    from conftest import make_image_folder
+
+    make_image_folder(root)
+    (root / "train" / "dog" / "002.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return ["dataset=image_folder", f"dataset.root={root}"]
+
+
+def _empty_class(root: Path) -> list[str]:
+    from conftest import make_image_folder
+
+    make_image_folder(root)
+    for image in (root / "test" / "frog").iterdir():
+        image.unlink()
+    return ["dataset=image_folder", f"dataset.root={root}"]
+
+
+@pytest.mark.parametrize("make,line", [
+    (_broken_image, "classvis: error: invalid input: dataset.root: expected readable images, "
+                    "got '{root}/train/dog/002.png (cannot identify image file"),
+    (_empty_class, "classvis: error: invalid config: dataset.root: expected at least one image "
+                   "in every class folder, got 'an empty test/frog/ in {root}'"),
+    (lambda root: ["dataset=digits", "extractor=real_subset", "extractor.per_class=1000"],
+     "classvis: error: invalid input: extractor.per_class: expected at most 13"),
+])
+def test_bad_data_is_one_line_before_any_run_is_recorded(tmp_path, make, line):
+    root = tmp_path / "folder"
+    result = train(tmp_path, *make(root), "teacher_cache.enabled=false")
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [text for text in result.stderr.splitlines() if text.startswith("classvis")]
+    assert len(errors) == 1 and errors[0].startswith(line.format(root=root)), errors
+    assert "Traceback" not in result.stderr
+    if (tmp_path / "mlflow.db").exists():
+        client = client_for(tmp_path / "mlflow.db")
+        assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+# train.py with the artifact store's file copies failing as a full or read-only disk fails them
+WITH_A_FAILING_DISK = """
+import errno, runpy, shutil, sys
+failure, which = sys.argv.pop(1), sys.argv.pop(1)
+real_copyfile = shutil.copyfile
+
+def copyfile(source, target, *args, **kwargs):
+    if "mlartifacts" in str(target) and which in str(target):
+        code = errno.ENOSPC if failure == "full" else errno.EROFS
+        raise OSError(code, "No space left on device" if failure == "full"
+                      else "Read-only file system", str(target))
+    return real_copyfile(source, target, *args, **kwargs)
+
+shutil.copyfile = copyfile
+sys.argv[0] = sys.argv[1]
+del sys.argv[1]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("failure,which,reason", [
+    ("full", "synthetic_set.safetensors", "OSError: [Errno 28] No space left on device"),
+    ("readonly", "", "OSError: [Errno 30] Read-only file system"),
+])
+def test_a_full_or_read_only_disk_fails_the_run_with_the_reason(tmp_path, failure, which,
+                                                                  reason):
+    result = subprocess.run(
+        [sys.executable, "-c", WITH_A_FAILING_DISK, failure, which, str(ROOT / "train.py"),
+         "dataset=digits", "trainer.teacher.epochs=2", "tracking.log_models=none"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")})
+    assert result.returncode == 1, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("classvis")]
+    assert len(errors) == 1 and errors[0].startswith(f"classvis: error: {reason}"), errors
+    assert "Traceback" not in result.stderr
+    client = client_for(tmp_path / "mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("classvis").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"].startswith(reason)
+    assert "student/accuracy" not in run.data.metrics  # nothing reported as done
+    exported = subprocess.run([sys.executable, "-m", "classvis.cli", "export", run.info.run_id,
+                               "-o", str(tmp_path / "set.safetensors")], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+    assert exported.returncode == 2 and "is FAILED, not FINISHED" in exported.stderr
+    assert not (tmp_path / "set.safetensors").exists()

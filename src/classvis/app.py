@@ -175,6 +175,10 @@ def _write_status(job: Job, status: str, **details: Any) -> None:
     (job.output_dir / STATUS_FILE).write_text(json.dumps(record, indent=2))
 
 
+class InvalidInput(Exception):
+    """The run's data does not suit its config (found on loading it, before a run is opened)."""
+
+
 def _failed(job: Job, message: str, exit_code: int, **details: Any) -> dict[str, float]:
     where = f" (job {job.number}: {job.overrides})" if job.multirun else ""
     print(f"classvis: error{where}: {message}", file=sys.stderr, flush=True)
@@ -230,6 +234,12 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job
     running = _reap_or_skip_running(experiment_id, digest, settings, job)
     if running is not None:
         return running, None
+    loading = time.perf_counter()
+    try:  # before the run is opened: bad data is bad input, not a failed run
+        data = None if settings.from_file else pipeline.load_data(settings)
+    except ConfigError as error:
+        raise InvalidInput(str(error)) from None
+    load_seconds = time.perf_counter() - loading
     tags = {**run_tags(settings, job), keys.CONFIG_DIGEST: digest}
     if job.parent_run is not None:
         tags[keys.PARENT_RUN] = job.parent_run
@@ -240,7 +250,8 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job
                      settings.tracking.heartbeat_every) as run:
         run.log_params(flatten(resolved))
         result = pipeline.run(settings, on_teacher_epoch=lambda epoch, loss: run.log_metrics(
-            {keys.TEACHER_LOSS: loss}, step=epoch), progress=progress)
+            {keys.TEACHER_LOSS: loss}, step=epoch), progress=progress, data=data)
+        result.seconds["load"] = result.seconds.get("load", 0.0) + load_seconds
         logging_started = time.perf_counter()
         run.set_tags({keys.TEACHER_SOURCE: result.teacher_source,
                       keys.TEACHER_KEY: result.teacher_key,
@@ -278,6 +289,7 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job
 
 ORPHAN_GRACE_S = 15.0  # after its sweep died, how long a worker's run has to end KILLED
 _watching_the_sweep = False
+_sweep_gone = threading.Event()
 
 
 def _stop_with_the_sweep() -> None:
@@ -296,6 +308,7 @@ def _stop_with_the_sweep() -> None:
             time.sleep(1.0)
         print(f"classvis: the sweep's process (pid {sweep}) is gone; this worker "
               f"(pid {os.getpid()}) stops", file=sys.stderr, flush=True)
+        _sweep_gone.set()
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(ORPHAN_GRACE_S)
         os._exit(128 + signal.SIGTERM)
@@ -309,18 +322,26 @@ def main(cfg: DictConfig) -> dict[str, float]:
     job = current_job()
     if job.multirun:
         _stop_with_the_sweep()
+        if _sweep_gone.is_set():  # a job queued before the sweep died: nobody waits for it
+            os._exit(128 + signal.SIGTERM)
     try:
         settings = run_settings(cfg, job.base_dir)
     except ConfigError as error:
         return _failed(job, f"invalid config: {error}", exit_code=2)
     try:
         metrics, line = _run_tracked(cfg, settings, job)
+    except InvalidInput as error:
+        return _failed(job, f"invalid input: {error}", exit_code=2)
     except Terminated as stopped:  # the sweep stops too: SIGTERM was meant for all of it
         print(f"classvis: {stopped}; its MLflow run is marked KILLED", file=sys.stderr,
               flush=True)
+        if _sweep_gone.is_set():  # a worker of a dead sweep: no further job
+            os._exit(128 + signal.SIGTERM)
         raise SystemExit(128 + signal.SIGTERM) from None
     except (ConfigError, DivergenceError) as error:
         return _failed(job, str(error), exit_code=1)
+    except OSError as error:  # a full disk, a read-only store: the reason says it all
+        return _failed(job, f"{type(error).__name__}: {error}".splitlines()[0], exit_code=1)
     except Exception as error:
         if not job.multirun:
             raise

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from classvis.compress import CompressSettings
@@ -17,7 +18,7 @@ from classvis.device import resolve_device
 from classvis.extract import EXTRACTORS, ClassVisSettings, ExtractorSettings
 from classvis.fit import TrainerSettings
 from classvis.models import has_batchnorm, is_dense, parse_architecture
-from classvis.privacy import PrivacySettings
+from classvis.privacy import DISTANCE_BUDGET, PrivacySettings
 from classvis.progress import check_mode
 from classvis.runsettings import RunSettings, SourceFile
 from classvis.settings import ConfigError, parse, require
@@ -95,16 +96,53 @@ def _read_source_file(settings: RunSettings) -> SourceFile:
         return SourceFile(path, synthetic, None, seed, str(error))
 
 
+# working copies of a synthetic set at the peak of a run (extraction: the images, their
+# gradient, momentum and working views), measured at 7.3-7.4 (docs/notes.md, "Memory of a large
+# synthetic set"); the privacy measure adds its fixed budget of distances
+SYNTHETIC_COPIES = 8
+
+
+def _check_memory(settings: RunSettings, shape: tuple[int, ...], classes: int) -> None:
+    """A synthetic set too large for the run's device is refused before the work, not found out
+    after minutes of it by an allocation of hundreds of gigabytes."""
+    values = settings.per_class * classes * int(torch.tensor(shape).prod())
+    needed = values * 4 * SYNTHETIC_COPIES + (DISTANCE_BUDGET * 4 if settings.privacy.enabled
+                                              else 0)
+    if settings.device.startswith("cuda"):
+        available = torch.cuda.mem_get_info(torch.device(settings.device))[0]
+        where = settings.device
+    else:
+        import psutil
+
+        available, where = psutil.virtual_memory().available, "this machine"
+    require(needed <= available, "extractor.per_class",
+            f"a synthetic set that fits in memory ({settings.per_class} x {classes} images of "
+            f"{'x'.join(map(str, shape))} need about {needed / 2**30:.1f} GiB; {where} has "
+            f"{available / 2**30:.1f} GiB free)", settings.per_class)
+
+
 def _check_architectures(settings: RunSettings) -> None:
     """The models against the dataset's image size, and the stages that need the paper's dense
     models against the models chosen."""
-    from classvis.datafiles import check_image_folder, known_image_shape
+    from classvis.data import check_class_names
+    from classvis.datafiles import check_image_folder, known_class_names, known_image_shape
 
     check_image_folder(settings.dataset)
+    names = known_class_names(settings.dataset)
+    if names is not None and settings.dataset.class_names is None:  # else checked by its parse
+        if settings.dataset.classes is not None:
+            check_class_names(settings.dataset.classes, names, "dataset.classes")
+        if settings.dataset.one_vs_rest is not None:
+            check_class_names([settings.dataset.one_vs_rest], names, "dataset.one_vs_rest")
     shape = known_image_shape(settings.dataset)
     if shape is not None:
         settings.teacher.check_input(shape, "teacher")
         settings.student.check_input(shape, "student")
+        classes = (2 if settings.dataset.one_vs_rest is not None
+                   else len(settings.dataset.classes) if settings.dataset.classes is not None
+                   else None if names is None else len(names))
+        if classes is not None and isinstance(settings.extractor, ClassVisSettings):
+            _check_memory(settings, shape, classes)
     if settings.compress.enabled:
         require(is_dense(settings.teacher), "compress",
                 "none with a convolutional teacher (compress=biases makes the images the weight "

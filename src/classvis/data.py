@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 
 from classvis.datafiles import TORCHVISION_CLASSES, given, load_arrays
-from classvis.settings import require
+from classvis.settings import require, writable_folder
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class DatasetSettings:
             if self.class_names is not None:
                 check_class_names([self.one_vs_rest], list(self.class_names),
                                   f"{key}.one_vs_rest")
+        if self.cache and self.cache_dir is not None and self.loader != "synthetic":
+            writable_folder(self.cache_dir, f"{key}.cache_dir")
         if self.loader == "synthetic":  # its header is read (and checked) by run_settings
             require(self.path is not None, f"{key}.path", "a synthetic set file (classvis export)",
                     None)

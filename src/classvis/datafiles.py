@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -47,6 +47,17 @@ TORCHVISION_CLASSES = {
 TORCHVISION_SHAPES = {"MNIST": (1, 28, 28), "FashionMNIST": (1, 28, 28), "KMNIST": (1, 28, 28),
                       "CIFAR10": (3, 32, 32), "CIFAR100": (3, 32, 32)}
 
+# torchvision dataset class -> its class names, as torchvision gives them
+TORCHVISION_CLASS_NAMES = {
+    "MNIST": ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five", "6 - six",
+              "7 - seven", "8 - eight", "9 - nine"],
+    "KMNIST": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
+    "FashionMNIST": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                     "Sneaker", "Bag", "Ankle boot"],
+    "CIFAR10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                "truck"],
+}
+
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]
 
 
@@ -72,6 +83,23 @@ def known_image_shape(settings: DatasetSettings) -> tuple[int, int, int] | None:
     return None
 
 
+def known_class_names(settings: DatasetSettings) -> list[str] | None:
+    """The dataset's class names without loading it (a folder's are its class folders), so that
+    ``dataset.classes`` and ``dataset.one_vs_rest`` can be checked at the door; None when they
+    cannot be told."""
+    if settings.class_names is not None:
+        return list(settings.class_names)
+    if settings.loader == "digits":
+        return [str(digit) for digit in range(10)]
+    if settings.loader == "torchvision":
+        return TORCHVISION_CLASS_NAMES.get(settings.torchvision_class or "")
+    if settings.loader == "image_folder" and settings.root is not None:
+        train = Path(settings.root) / "train"
+        if train.is_dir():
+            return sorted(path.name for path in train.iterdir() if path.is_dir())
+    return None
+
+
 def check_image_folder(settings: DatasetSettings) -> None:
     """An image folder's layout, before any work: train/ and test/ with the same class folders,
     at least two (one class makes every model trivially right). Listing folders reads no image."""
@@ -92,6 +120,11 @@ def check_image_folder(settings: DatasetSettings) -> None:
         raise ConfigError("dataset.root", "at least two class folders under train/ and test/",
                           f"{len(found['train'])} ({', '.join(found['train']) or 'none'}) in "
                           f"{root}")
+    for split in ("train", "test"):
+        for name in found[split]:
+            if not any(path.is_file() for path in (root / split / name).iterdir()):
+                raise ConfigError("dataset.root", "at least one image in every class folder",
+                                  f"an empty {split}/{name}/ in {root}")
 
 
 def _as_nchw_uint8(data) -> torch.Tensor:
@@ -133,16 +166,27 @@ def _decode_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]
     from PIL import Image
     from torchvision.datasets import ImageFolder
 
-    index = ImageFolder(str(folder), loader=lambda path: path)  # discovery only: classes, files
-    with Image.open(index.samples[0][0]) as first:
-        mode = "L" if first.mode in ("L", "I", "I;16", "1") else "RGB"
+    try:  # discovery only: classes, files
+        index = ImageFolder(str(folder), loader=lambda path: path)
+    except (FileNotFoundError, OSError) as error:  # a class folder without a single image file
+        raise ConfigError("dataset.root", "image files in every class folder",
+                          str(error).splitlines()[0]) from None
 
-    def decode(sample: tuple[str, int]) -> np.ndarray:
-        with Image.open(sample[0]) as image:
-            return np.asarray(image.convert(mode))
+    def decode(sample: tuple[str, int], mode: str | None) -> Any:
+        try:
+            with Image.open(sample[0]) as image:
+                return image.mode if mode is None else np.asarray(image.convert(mode))
+        except (OSError, ValueError) as error:  # truncated, not an image, unknown format
+            reason = str(error).replace(repr(sample[0]), "").replace(sample[0], "").strip()
+            raise ConfigError("dataset.root", "readable images",
+                              f"{sample[0]} ({reason or type(error).__name__})".splitlines()[0]
+                              ) from None
+
+    mode = "L" if decode(index.samples[0], None) in ("L", "I", "I;16", "1") else "RGB"
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL decodes without the GIL
-        images = list(pool.map(decode, index.samples, chunksize=256))
+        images = list(pool.map(lambda sample: decode(sample, mode), index.samples,
+                               chunksize=256))
     shapes = {image.shape for image in images}
     if len(shapes) != 1:
         raise ConfigError("dataset.root", "images of one size", f"sizes {sorted(shapes)[:3]}")

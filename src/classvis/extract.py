@@ -274,6 +274,13 @@ class RealSubsetSettings:
     def check(self, key: str) -> None:
         positive(self.per_class, f"{key}.per_class", "an integer >= 1")
 
+    def check_data(self, data: ImageData, key: str) -> None:
+        counts = torch.bincount(data.train_y.cpu(), minlength=data.num_classes)
+        fewest = int(counts.argmin())
+        require(int(counts[fewest]) >= self.per_class, f"{key}.per_class",
+                f"at most {int(counts[fewest])} (the training images of class "
+                f"{data.class_names[fewest]})", self.per_class)
+
 
 @register("real_subset", RealSubsetSettings)
 def real_subset(teacher: nn.Module, data: ImageData, settings: RealSubsetSettings,

@@ -247,14 +247,25 @@ def _run_from_file(settings: RunSettings, progress: Progress) -> RunResult:
     )
 
 
+def load_data(settings: RunSettings) -> ImageData:
+    """The run's real dataset on the CPU, checked against what the run asks of it (so that a
+    broken image or too few images of a class fail before a run is opened)."""
+    data = load_dataset(settings.dataset, stage_seed(settings.seed, "data/balance"))
+    check_data = getattr(settings.extractor, "check_data", None)
+    if check_data is not None:
+        check_data(data, "extractor")
+    return data
+
+
 def run(settings: RunSettings,
         on_teacher_epoch: Callable[[int, float], None] | None = None,
-        progress: Progress = QUIET) -> RunResult:
+        progress: Progress = QUIET, data: ImageData | None = None) -> RunResult:
+    """Every stage of one run; ``data``: the dataset ``load_data`` gave, if already loaded."""
     if settings.from_file:
         return _run_from_file(settings, progress)
     seconds: dict[str, float] = {}
     with _timed(seconds, "load"):
-        data_on_cpu = load_dataset(settings.dataset, stage_seed(settings.seed, "data/balance"))
+        data_on_cpu = load_data(settings) if data is None else data
         data = data_on_cpu.to(settings.device)   # moved once; every stage computes there
     with _timed(seconds, "teacher"):
         obtained = _teacher(settings, data, on_teacher_epoch, progress)

@@ -37,14 +37,21 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.conv2d(padded, rows, groups=channels), cols, groups=channels)
 
 
+SIMILARITY_BUDGET = 1 << 24  # similarities held at once by within_class_similarity (64 MB)
+
+
 def within_class_similarity(images: torch.Tensor, per_class: int) -> torch.Tensor:
     """Per image: its mean cosine similarity to the other images of its class (images are
     grouped class by class, ``per_class`` each)."""
     if per_class == 1:
         return torch.zeros(len(images))
     unit = F.normalize(images.flatten(1), dim=1).view(-1, per_class, images[0].numel())
-    similarity = unit @ unit.transpose(1, 2)                       # (classes, k, k)
-    off_diagonal = similarity.sum(2) - similarity.diagonal(dim1=1, dim2=2)
+    if len(images) * per_class > SIMILARITY_BUDGET:  # (classes, k, k) would not fit: sum first
+        self_similarity = (unit * unit).sum(2)
+        off_diagonal = (unit * unit.sum(1, keepdim=True)).sum(2) - self_similarity
+    else:
+        similarity = unit @ unit.transpose(1, 2)                   # (classes, k, k)
+        off_diagonal = similarity.sum(2) - similarity.diagonal(dim1=1, dim2=2)
     return (off_diagonal / (per_class - 1)).flatten()
 
 

@@ -79,9 +79,13 @@ class PrivacyResult:
         }
 
 
+DISTANCE_BUDGET = 1 << 26  # distances held at once (256 MB of float32), whatever the set sizes
+
+
 def nearest(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 8192) -> Nearest:
     """For each query image, the nearest and second-nearest reference images (Euclidean),
-    scanning the reference in chunks so memory stays at ``len(queries) * chunk`` distances.
+    scanning the reference in chunks of ``chunk`` and the queries in blocks, so memory stays at
+    ``DISTANCE_BUDGET`` distances however many images either side has.
 
     Candidates come from ``|q|^2 - 2 q.r + |r|^2`` (fast, one matrix product per chunk); the
     winners' distances are then computed directly, so an exact copy scores exactly 0."""
@@ -91,6 +95,14 @@ def nearest(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 8192) -
         raise ValueError(f"query images have {q.shape[1]} values, reference images {r.shape[1]}")
     if len(r) == 0:
         raise ValueError("no reference images to compare with")
+    block = max(1, DISTANCE_BUDGET // min(chunk, len(r)))
+    found = [_nearest_block(q[start:start + block], r, chunk)
+             for start in range(0, len(q), block)]
+    return Nearest(*(torch.cat(parts) for parts in zip(*found, strict=True)))
+
+
+def _nearest_block(q: torch.Tensor, r: torch.Tensor, chunk: int
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     best = torch.full((len(q), 2), float("inf"), device=q.device)
     best_index = torch.zeros(len(q), 2, dtype=torch.int64, device=q.device)
     q_norms = q.pow(2).sum(1, keepdim=True)
@@ -106,7 +118,7 @@ def nearest(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 8192) -
     second = (q - r[best_index[:, 1]]).norm(dim=1) if len(r) > 1 else torch.full(
         (len(q),), float("inf"), device=q.device)
     # on the CPU, where the figures and tables that use them are made
-    return Nearest(distances.cpu(), best_index[:, 0].cpu(), second.cpu())
+    return distances.cpu(), best_index[:, 0].cpu(), second.cpu()
 
 
 def measure(synthetic_images: torch.Tensor, train_x: torch.Tensor, test_x: torch.Tensor,

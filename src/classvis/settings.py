@@ -9,9 +9,12 @@ message naming the key and what was expected.
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 T = TypeVar("T")
@@ -118,8 +121,22 @@ def parse(cls: type[T], mapping: Any, key: str) -> T:
 
 
 def positive(value: float, key: str, what: str = "a number > 0") -> None:
-    require(value > 0, key, what, value)
+    require(math.isfinite(value) and value > 0, key, what, value)  # inf passes "> 0"
 
 
 def non_negative(value: float, key: str) -> None:
-    require(value >= 0, key, "a number >= 0", value)
+    require(math.isfinite(value) and value >= 0, key, "a number >= 0", value)
+
+
+def writable_folder(path: str | Path, key: str) -> None:
+    """``path`` is a folder, or can be made one, that this process can write in: checked at the
+    door, so that a cache or store under a file fails before the work, not after it."""
+    folder = Path(path).expanduser().absolute()
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(key, f"a folder that can be created ({existing} is a file)", str(path))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(key, f"a folder this user can write in ({existing} is not writable)",
+                          str(path))

@@ -30,7 +30,7 @@ from classvis.filelock import locked
 from classvis.fit import TeacherTraining
 from classvis.integrity import DIGEST_KEY, damage, tensors_digest
 from classvis.models import AnyArchitecture
-from classvis.settings import require
+from classvis.settings import require, writable_folder
 
 log = logging.getLogger(__name__)
 FORMAT = "classvis.teacher/2"  # 2: the header holds the weights' sha256
@@ -43,6 +43,8 @@ class TeacherCacheSettings:
 
     def check(self, key: str) -> None:
         require(bool(self.dir), f"{key}.dir", "a folder for cached teachers", self.dir)
+        if self.enabled:
+            writable_folder(self.dir, f"{key}.dir")
 
 
 def training_code_version() -> str:

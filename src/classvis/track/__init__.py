@@ -21,10 +21,13 @@ from typing import Any, Literal, TypeVar
 
 from classvis import runkeys as keys
 from classvis.filelock import locked
-from classvis.settings import ConfigError, require
+from classvis.settings import ConfigError, require, writable_folder
 
 log = logging.getLogger(__name__)
 IN_MEMORY = ("sqlite://", "sqlite:///:memory:")
+# the stores MLflow's tracking client opens (SQLAlchemy dialects may carry a driver: mysql+pymysql)
+URI_SCHEMES = frozenset({"sqlite", "http", "https", "postgresql", "mysql", "mssql", "file",
+                         "databricks"})
 SYSTEM_METRICS_INTERVAL = 1.0  # seconds between samples of tracking.system_metrics
 DATASET_CONTEXT = "mlflow.data.context"  # MLflow's input tag: how a run used a dataset
 T = TypeVar("T")
@@ -62,6 +65,17 @@ class TrackingSettings:
                 "in-memory SQLite store loses every run; e.g. sqlite:///mlflow.db)", self.uri)
         require(bool(self.experiment.strip()), f"{key}.experiment", "an experiment name",
                 self.experiment)
+        scheme = self.uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in self.uri else ""
+        require((scheme in URI_SCHEMES and "://" in self.uri) or scheme == "file"
+                or self.uri == "databricks", f"{key}.uri",
+                "an MLflow tracking URI (sqlite:///path.db, http(s)://host:port, "
+                "postgresql://..., mysql://..., file:///folder)", self.uri)
+        if self.sqlite_path is not None:
+            writable_folder(self.sqlite_path.parent, f"{key}.uri")
+            require(not self.sqlite_path.is_dir(), f"{key}.uri",
+                    "an SQLite database file (a folder is there)", self.uri)
+        if self.artifact_dir is not None:
+            writable_folder(self.artifact_dir, f"{key}.artifact_dir")
 
     @property
     def sqlite_path(self) -> Path | None:
