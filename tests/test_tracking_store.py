@@ -260,3 +260,15 @@ def test_joblib_workers_stop_with_their_killed_sweep(tmp_path):
     final = runs()
     assert sorted(run.info.status for run in final) == ["KILLED", "KILLED"]
     assert all(run.data.tags["error"].startswith("Terminated: SIGTERM") for run in final)
+
+
+@pytest.mark.slow
+def test_two_sweeps_at_once_into_a_new_store_lose_nothing():
+    """benchmarks/load_faults.py at a small scale: a joblib sweep and a basic sweep started at the
+    same moment into a store that does not exist yet; every run FINISHED with its full metric
+    histories and its synthetic set (the script exits 1 otherwise)."""
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load_faults.py"), "--jobs",
+                           "4", "--workers", "2", "--repeats", "1"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "| 8 | 8 | 0 | 0 | 0 | 0 |" in done.stdout

@@ -20,6 +20,7 @@ from torch import nn
 from classvis.data import ImageData
 from classvis.fit import DivergenceError
 from classvis.models import Classifier
+from classvis.optim import make_optimizer
 from classvis.priors import (
     FourierImage,
     batchnorm_statistics,
@@ -157,8 +158,7 @@ def _ascend(teacher: nn.Module, start: torch.Tensor, classes: torch.Tensor, k: i
     fourier = FourierImage(start) if settings.param == "fourier" else None
     images = start.clone().requires_grad_(True) if fourier is None else fourier.images()
     variable = images if fourier is None else fourier.coefficients
-    optimizer = (torch.optim.SGD([variable], lr=settings.lr) if settings.optimizer == "sgd"
-                 else torch.optim.Adam([variable], lr=settings.lr))
+    optimizer = make_optimizer(settings.optimizer, [variable], settings.lr)
     rows = torch.arange(len(classes), device=start.device)
     converges = not settings.random_views and settings.blur == 0
     statistics: contextlib.AbstractContextManager[list[torch.Tensor]] = (

@@ -9,9 +9,9 @@ from __future__ import annotations
 import functools
 import math
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,7 @@ from torch import nn
 
 from classvis.augment import OPERATIONS, Operation, affine, crop_flip
 from classvis.models.dense import Classifier
+from classvis.optim import make_optimizer
 from classvis.settings import non_negative, positive, require
 
 # Bumped whenever a change to this module changes what training produces (keys the teacher cache).
@@ -135,24 +136,12 @@ class TrainerSettings:
     student: StudentTraining
 
 
-def _step(optimizer: torch.optim.Optimizer, closure: Callable[[], torch.Tensor]
+def _step(optimizer: Any, closure: Callable[[], torch.Tensor]
           ) -> torch.Tensor:
     """One optimizer step with a closure that returns the loss tensor (torch types closures as
     returning a float); L-BFGS calls it several times per step, the others once."""
     loss = optimizer.step(typing.cast(Callable[[], float], closure))
     return typing.cast(torch.Tensor, loss)
-
-
-def _optimizer(name: str, params: Iterable[nn.Parameter], lr: float, momentum: float = 0.0,
-               weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "lbfgs":
-        return torch.optim.LBFGS(params, lr=lr, max_iter=1, history_size=50,
-                                 line_search_fn="strong_wolfe")
-    raise ValueError(f"unknown optimizer {name!r}")
 
 
 def _check_finite(loss: torch.Tensor, what: str) -> None:
@@ -166,8 +155,8 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: 
     (of a last, partial epoch: over the images it saw)."""
     require(len(images) == len(labels), "images", "one label per image", (len(images), len(labels)))
     generator = torch.Generator().manual_seed(seed)
-    optimizer = _optimizer(settings.optimizer, model.parameters(), settings.lr,
-                           settings.momentum, settings.weight_decay)
+    optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.lr,
+                               settings.momentum, settings.weight_decay)
     model.train()
     count = len(images)
     total_steps = settings.total_steps(count)
@@ -283,7 +272,7 @@ def distill(model: nn.Module, images: torch.Tensor, soft_targets: torch.Tensor,
     lr = settings.lr
     if settings.lr_scaling == "curvature":
         lr = settings.lr / linear_curvature(images, soft_targets.shape[1])
-    optimizer = _optimizer(settings.optimizer, model.parameters(), lr, settings.momentum)
+    optimizer = make_optimizer(settings.optimizer, model.parameters(), lr, settings.momentum)
     generator = torch.Generator().manual_seed(seed)
     model.train()
     step_losses: list[float] = []

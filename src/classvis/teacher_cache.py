@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from classvis import fit as fit_module
-from classvis import models
+from classvis import models, optim
 from classvis.data import ImageData
 from classvis.filelock import locked
 from classvis.fit import TeacherTraining
@@ -50,7 +50,7 @@ class TeacherCacheSettings:
 def training_code_version() -> str:
     """A digest of the code that builds and trains a teacher: editing it misses the cache."""
     sources = [inspect.getsource(item) for item in (  # type: ignore[arg-type]
-        fit_module.fit, fit_module._optimizer, fit_module._check_finite, models.build_model,
+        fit_module.fit, optim, fit_module._check_finite, models.build_model,
         *(architecture.module for architecture in models.ARCHITECTURES.values()))]
     sources.append(f"{fit_module.TRAINING_CODE_VERSION}|torch {torch.__version__}")
     return hashlib.sha256("\n".join(sources).encode()).hexdigest()[:16]
