@@ -268,7 +268,7 @@ def test_two_sweeps_at_once_into_a_new_store_lose_nothing():
     same moment into a store that does not exist yet; every run FINISHED with its full metric
     histories and its synthetic set (the script exits 1 otherwise)."""
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "load_faults.py"), "--jobs",
-                           "4", "--workers", "2", "--repeats", "1"],
+                           "2", "--workers", "2", "--repeats", "1"],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "| 8 | 8 | 0 | 0 | 0 | 0 |" in done.stdout
+    assert "| 4 | 4 | 0 | 0 | 0 | 0 |" in done.stdout
