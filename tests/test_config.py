@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from conftest import ROOT
 from hydra import compose, initialize_config_dir
 
@@ -244,3 +245,22 @@ def test_torchvisions_class_names_are_known_before_loading():
 
     for name in ("MNIST", "FashionMNIST", "KMNIST"):
         assert TORCHVISION_CLASS_NAMES[name] == list(getattr(datasets, name).classes)
+
+
+@pytest.mark.parametrize("change,problem", [
+    ({"images": torch.full((4, 1, 8, 8), float("nan"))}, "its images hold NaN"),
+    ({"labels": torch.tensor([0, 1, 2, 10])}, "its labels run 0..10, outside 0..9"),
+    ({"images": torch.rand(0, 1, 8, 8), "soft_targets": torch.rand(0, 10),
+      "labels": torch.zeros(0, dtype=torch.int64)}, "it holds no images"),
+])
+def test_an_unusable_synthetic_set_file_is_refused_at_the_door(tmp_path, change, problem):
+    from classvis.synthetic import SyntheticSet
+
+    values = {"images": torch.rand(4, 1, 8, 8), "soft_targets": torch.randn(4, 10),
+              "labels": torch.tensor([0, 1, 2, 3]), "class_names": [str(d) for d in range(10)]}
+    path = tmp_path / "set.safetensors"
+    SyntheticSet(**{**values, **change}).save(path)
+    with pytest.raises(ConfigError) as error:
+        settings_for("dataset=synthetic", f"dataset.path={path}")
+    assert str(error.value).startswith("dataset.path: expected a classvis synthetic set file")
+    assert problem in str(error.value) and "\n" not in str(error.value)

@@ -246,3 +246,29 @@ def test_within_class_similarity_of_many_images_needs_no_k_by_k_matrix(monkeypat
     exact = within_class_similarity(images, 50)
     monkeypatch.setattr(priors, "SIMILARITY_BUDGET", 100)
     assert torch.allclose(within_class_similarity(images, 50), exact, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed,classes,size", [(0, 10, 2000), (1, 3, 7), (2, 5, 40)])
+def test_the_scores_are_scikit_learns_to_the_last_bit(seed, classes, size):
+    import numpy as np
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+    )
+
+    from classvis.evaluate import scores
+
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, classes, size)
+    predicted = np.where(rng.random(size) < 0.7, truth, rng.integers(0, classes - 1, size))
+    predicted[predicted == 1] = 0  # class 1 never predicted: a zero division
+    ours = scores(truth, predicted, classes)
+    labels = list(range(classes))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=labels, zero_division=0)
+    assert ours.accuracy == float(accuracy_score(truth, predicted))
+    for mine, theirs in ((ours.precision, precision), (ours.recall, recall), (ours.f1, f1),
+                         (ours.support, support)):
+        assert mine.dtype == theirs.dtype and np.array_equal(mine, theirs)
+    assert np.array_equal(ours.confusion, confusion_matrix(truth, predicted, labels=labels))

@@ -13,16 +13,18 @@ from test_config import settings_for
 from test_experiments import digits
 from test_numeric import toy_data
 
+from classvis import optim
 from classvis.data import load_dataset
 from classvis.fit import TeacherTraining, fit
 from classvis.models import ArchitectureSettings, build_model
+from classvis.optim import PlainSGD
 from classvis.pipeline import _student, stage_seed
 from classvis.settings import ConfigError, parse
 
 SIGMOID = ArchitectureSettings(name="mlp", hidden=(8,), activation="sigmoid", init="glorot")
 
 
-class CountingSGD(torch.optim.SGD):
+class CountingSGD(PlainSGD):
     steps = 0
 
     def step(self, closure=None):
@@ -32,7 +34,7 @@ class CountingSGD(torch.optim.SGD):
 
 def test_a_teacher_trained_for_steps_takes_exactly_that_many(monkeypatch):
     data = toy_data()   # 200 images: 10 minibatches of 20 per epoch
-    monkeypatch.setattr(torch.optim, "SGD", CountingSGD)
+    monkeypatch.setattr(optim, "PlainSGD", CountingSGD)
     model = build_model(SIGMOID, data.image_shape, data.num_classes, 0)
     CountingSGD.steps = 0
     losses = fit(model, data.train_x, data.train_y,

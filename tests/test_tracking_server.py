@@ -72,7 +72,8 @@ def test_a_server_restarting_mid_sweep_is_waited_for_and_one_gone_too_long_fails
     def sweep(seeds: str, retry_for: int, folder: str) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, str(ROOT / "train.py"), "-m", "dataset=digits", f"seed={seeds}",
-             "trainer.teacher.epochs=150", f"tracking.uri={url}", "tracking.experiment=restart",
+             "trainer.teacher.epochs=40", "trainer.student.steps=300", f"tracking.uri={url}",
+             "tracking.experiment=restart",
              f"tracking.retry_for_s={retry_for}", f"hydra.sweep.dir={tmp_path / folder}",
              "privacy.enabled=false"],
             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
@@ -90,15 +91,15 @@ def test_a_server_restarting_mid_sweep_is_waited_for_and_one_gone_too_long_fails
             time.sleep(0.3)
 
     with mlflow_server_at(tmp_path, backend, *options, port=port):
-        first = sweep("0,1", 90, "a")
+        first = sweep("0", 90, "a")
         wait_for_run("0", first)
     time.sleep(5)  # the server is down while the job trains and logs
     with mlflow_server_at(tmp_path, backend, *options, port=port):
         out, _ = first.communicate(timeout=300)
         assert first.returncode == 0, out[-3000:]
-        assert "2 of 2 jobs succeeded" in out
+        assert "1 of 1 jobs succeeded" in out
         assert "tracking store busy or unreachable" in out and "retrying for up to" in out
-        assert [run.info.status for seed in "01" for run in runs(seed)] == ["FINISHED"] * 2
+        assert [run.info.status for run in runs("0")] == ["FINISHED"]
 
         second = sweep("2", 4, "b")
         wait_for_run("2", second)

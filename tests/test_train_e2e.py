@@ -316,7 +316,8 @@ def test_a_full_or_read_only_disk_fails_the_run_with_the_reason(tmp_path, failur
                                                                   reason):
     result = subprocess.run(
         [sys.executable, "-c", WITH_A_FAILING_DISK, failure, which, str(ROOT / "train.py"),
-         "dataset=digits", "trainer.teacher.epochs=2", "tracking.log_models=none"],
+         "dataset=digits", "trainer.teacher.epochs=2", "trainer.student.steps=100",
+         "privacy.enabled=false", "tracking.log_models=none"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
         env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")})
     assert result.returncode == 1, result.stderr[-3000:]
