@@ -95,3 +95,31 @@ def test_metric_keys_and_params_are_mlflow_safe():
     assert metric_key("3") == "3"
     assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None}) == {"a.b": "1", "a.c": "[1, 2]",
                                                                  "d": "None"}
+
+
+def test_a_set_relabelled_as_raw_bytes_loads_back_the_same(tmp_path):
+    """What export does without torch: the digest from the bytes equals the tensors' digest, and
+    a header changed and written back leaves the tensors as they were."""
+    from classvis.integrity import RawSafetensors
+
+    original = _sound_set()
+    original.save(tmp_path / "set.safetensors")
+    raw = RawSafetensors.read(tmp_path / "set.safetensors")
+    assert raw.digest() == raw.metadata["sha256"]
+    assert raw.shape("images") == (6, 1, 4, 4)
+    raw.metadata["run_id"] = "abc"
+    raw.write(tmp_path / "relabelled.safetensors")
+    loaded = SyntheticSet.load(tmp_path / "relabelled.safetensors")
+    assert torch.equal(loaded.images, original.images) and loaded.metadata["run_id"] == "abc"
+    flip_data_byte(tmp_path / "relabelled.safetensors")
+    assert RawSafetensors.read(tmp_path / "relabelled.safetensors").digest() != raw.digest()
+
+
+def test_export_does_not_import_torch():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import sys, classvis.cli, classvis.export; "
+                           "print('torch' in sys.modules)"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]

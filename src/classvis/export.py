@@ -19,7 +19,7 @@ from pathlib import Path
 
 from classvis import __version__
 from classvis import runkeys as keys
-from classvis.synthetic import SyntheticSet
+from classvis.integrity import DIGEST_KEY, RawSafetensors
 from classvis.track.store import Store, StoreError
 
 ARTIFACT = keys.SYNTHETIC_SET_ARTIFACT
@@ -29,8 +29,9 @@ class ExportError(RuntimeError):
     pass
 
 
-def export_run(store: Store, run_id: str, output: Path) -> SyntheticSet:
-    """Download run ``run_id``'s synthetic set, add the run's identity, write it to ``output``."""
+def export_run(store: Store, run_id: str, output: Path) -> RawSafetensors:
+    """Download run ``run_id``'s synthetic set, check its content digest, add the run's identity
+    to its header, write it to ``output``. The tensors are copied as bytes: no torch import."""
     try:
         run = store.run(run_id)
     except StoreError as error:
@@ -42,7 +43,17 @@ def export_run(store: Store, run_id: str, output: Path) -> SyntheticSet:
         raise ExportError(f"RUN_ID: run {run_id} has no {ARTIFACT} artifact (is it a classvis "
                           f"training run? a report run has none)")
     with tempfile.TemporaryDirectory(prefix="classvis-export-") as folder:
-        synthetic = SyntheticSet.load(store.download_artifact(run_id, ARTIFACT, Path(folder)))
+        downloaded = store.download_artifact(run_id, ARTIFACT, Path(folder))
+        try:
+            synthetic = RawSafetensors.read(downloaded)
+        except ValueError as error:
+            raise ExportError(f"RUN_ID: run {run_id}'s {ARTIFACT}: {error}") from None
+    header = synthetic.metadata
+    if header.get("format") != keys.SYNTHETIC_SET_FORMAT:
+        raise ExportError(f"RUN_ID: run {run_id}'s {ARTIFACT} is not a classvis synthetic set")
+    if DIGEST_KEY in header and synthetic.digest() != header[DIGEST_KEY]:
+        raise ExportError(f"RUN_ID: run {run_id}'s {ARTIFACT} is damaged (its content does not "
+                          f"match its digest)")
     synthetic.metadata.update({
         "run_id": run_id,
         "run_name": run.run_name,
@@ -56,7 +67,7 @@ def export_run(store: Store, run_id: str, output: Path) -> SyntheticSet:
             synthetic.metadata[f"{model}_accuracy"] = repr(run.metrics[keys.accuracy(model)])
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
-    synthetic.save(partial)
+    synthetic.write(partial)
     umask = os.umask(0)
     os.umask(umask)
     partial.chmod(0o666 & ~umask)  # an ordinary file to share (the writer makes it private)
@@ -64,15 +75,16 @@ def export_run(store: Store, run_id: str, output: Path) -> SyntheticSet:
     return synthetic
 
 
-def describe(synthetic: SyntheticSet) -> str:
+def describe(synthetic: RawSafetensors) -> str:
     meta = synthetic.metadata
-    count = len(synthetic.images)
-    return (f"{count} images {'x'.join(map(str, synthetic.image_shape))} of "
-            f"{len(synthetic.class_names)} classes ({', '.join(synthetic.class_names)}) from "
+    count, *shape = synthetic.shape("images")
+    names = json.loads(meta["class_names"])
+    return (f"{count} images {'x'.join(map(str, shape))} of "
+            f"{len(names)} classes ({', '.join(names)}) from "
             f"{meta.get('dataset', '?')} | {meta.get('teacher', '?')} teacher "
             f"({float(meta['teacher_accuracy']):.2%}) -> {meta.get('extractor', '?')}"
             if "teacher_accuracy" in meta else
-            f"{count} images of {len(synthetic.class_names)} classes")
+            f"{count} images of {len(names)} classes")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,6 +69,7 @@ SWEEP_SKIPPED = "sweep/skipped"
 
 # Artifacts read back by other tools.
 SYNTHETIC_SET_ARTIFACT = "synthetic_set.safetensors"  # the run's synthetic set (export)
+SYNTHETIC_SET_FORMAT = "classvis.synthetic_set/1"  # its header's format field
 
 # Metrics.
 SYNTHETIC_IMAGES = "synthetic/images"

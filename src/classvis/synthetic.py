@@ -19,9 +19,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from classvis import runkeys as keys
 from classvis.integrity import DIGEST_KEY, tensors_digest
 
-FORMAT = "classvis.synthetic_set/1"
+FORMAT = keys.SYNTHETIC_SET_FORMAT
 
 
 @dataclass
