@@ -66,26 +66,33 @@ def test_a_plain_run_imports_no_dynamo(tmp_path):
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.parametrize("architecture", [
+    {"name": "linear", "init": "default"},
+    {"name": "mlp", "hidden": [16], "activation": "relu"},
+    {"name": "mlp", "hidden": [12, 8], "activation": "tanh", "init": "glorot"},
+    {"name": "mlp", "hidden": [10], "activation": "sigmoid"},
+    {"name": "mlp", "hidden": [10], "activation": "gelu"},
+])
 @pytest.mark.parametrize("recipe", [
     {"lr": 0.5, "batch_size": 20, "epochs": 3},
     {"lr": 0.3, "batch_size": 7, "epochs": 2, "schedule": "cosine"},   # ragged last batch
     {"lr": 0.5, "batch_size": 20, "epochs": None, "steps": 25},
 ])
-def test_the_written_out_softmax_regression_step_is_autograds_bit_for_bit(monkeypatch, recipe):
+def test_the_written_out_step_is_autograds_bit_for_bit(monkeypatch, architecture, recipe):
     from test_numeric import toy_data
 
     from classvis import fit as fit_module
     from classvis.fit import TeacherTraining, fit
-    from classvis.models import ArchitectureSettings, build_model
+    from classvis.models import build_model, parse_architecture
 
     data = toy_data()
     settings = TeacherTraining(**recipe)
-    linear = ArchitectureSettings(name="linear", init="default")
-    fused = build_model(linear, data.image_shape, data.num_classes, seed=1)
-    assert fit_module._softmax_regression_step(fused, settings) is not None
+    dense = parse_architecture(architecture, "teacher")
+    fused = build_model(dense, data.image_shape, data.num_classes, seed=1)
+    assert fit_module._written_out_step(fused, settings) is not None
     fused_losses = fit(fused, data.train_x, data.train_y, settings, seed=0)
-    monkeypatch.setattr(fit_module, "_softmax_regression_step", lambda model, settings: None)
-    autograd = build_model(linear, data.image_shape, data.num_classes, seed=1)
+    monkeypatch.setattr(fit_module, "_written_out_step", lambda model, settings: None)
+    autograd = build_model(dense, data.image_shape, data.num_classes, seed=1)
     assert fit(autograd, data.train_x, data.train_y, settings, seed=0) == fused_losses
     for mine, reference in zip(fused.parameters(), autograd.parameters(), strict=True):
         assert torch.equal(mine, reference)
