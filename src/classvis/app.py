@@ -7,6 +7,7 @@ its run is nested under the sweep's parent run (``sweep.SweepSummary``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,6 +221,15 @@ def _reap_or_skip_running(experiment_id: str, digest: str, settings: RunSettings
     return {}
 
 
+@contextlib.contextmanager
+def _while_running(run: Any) -> Iterator[None]:
+    _running.append(run)
+    try:
+        yield
+    finally:
+        _running.remove(run)
+
+
 def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job
                  ) -> tuple[dict[str, float], str | None]:
     started = time.perf_counter()
@@ -247,7 +258,7 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job
     quiet_mlflow_when(not progress.enabled)
     name = job.run_name(settings)
     with tracked_run(name, tags, settings.tracking.system_metrics,
-                     settings.tracking.heartbeat_every) as run:
+                     settings.tracking.heartbeat_every) as run, _while_running(run):
         run.log_params(flatten(resolved))
         result = pipeline.run(settings, on_teacher_epoch=lambda epoch, loss: run.log_metrics(
             {keys.TEACHER_LOSS: loss}, step=epoch), progress=progress, data=data)
@@ -290,6 +301,7 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job
 ORPHAN_GRACE_S = 15.0  # after its sweep died, how long a worker's run has to end KILLED
 _watching_the_sweep = False
 _sweep_gone = threading.Event()
+_running: list[Any] = []  # the TrackedRun of the job this process is running, if any
 
 
 def _stop_with_the_sweep() -> None:
@@ -309,6 +321,11 @@ def _stop_with_the_sweep() -> None:
         print(f"classvis: the sweep's process (pid {sweep}) is gone; this worker "
               f"(pid {os.getpid()}) stops", file=sys.stderr, flush=True)
         _sweep_gone.set()
+        for run in list(_running):  # marked from here: the worker may not outlive its SIGTERM
+            with contextlib.suppress(Exception):
+                run.set_tags({keys.ERROR: f"Killed: its sweep's process (pid {sweep}) died",
+                              keys.STATUS_REASON: "killed"}, retry_for_s=5.0)
+                run.client.set_terminated(run.run_id, "KILLED")
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(ORPHAN_GRACE_S)
         os._exit(128 + signal.SIGTERM)
