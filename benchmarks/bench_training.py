@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -71,21 +72,27 @@ def main() -> None:
     samples = len(data.train_x) * args.epochs
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)  # pay torch.optim's import once
 
-    def project() -> None:
-        model = build_model(linear, data.image_shape, data.num_classes, seed=0)
-        fit(model, data.train_x, data.train_y, recipe, seed=0)
+    def project_loop(architecture, training) -> Callable[[], None]:
+        def project() -> None:
+            model = build_model(architecture, data.image_shape, data.num_classes, seed=0)
+            fit(model, data.train_x, data.train_y, training, seed=0)
+        return project
 
-    def bare() -> None:
-        model = build_model(linear, data.image_shape, data.num_classes, seed=0)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-        for _ in range(args.epochs):
-            order = torch.randperm(len(data.train_x))
-            for start in range(0, len(order), 100):
-                batch = order[start:start + 100]
-                loss = F.cross_entropy(model(data.train_x[batch]), data.train_y[batch])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+    def bare_loop(architecture, lr: float) -> Callable[[], None]:
+        def bare() -> None:
+            model = build_model(architecture, data.image_shape, data.num_classes, seed=0)
+            optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+            for _ in range(args.epochs):
+                order = torch.randperm(len(data.train_x))
+                for start in range(0, len(order), 100):
+                    batch = order[start:start + 100]
+                    loss = F.cross_entropy(model(data.train_x[batch]), data.train_y[batch])
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+        return bare
+
+    project, bare = project_loop(linear, recipe), bare_loop(linear, 0.5)
 
     def conventional() -> None:
         dataset = torchvision.datasets.MNIST(str(root), train=True, download=False,
@@ -115,24 +122,9 @@ def main() -> None:
     mlp30 = ArchitectureSettings(name="mlp", hidden=(30,))
     mlp_recipe = TeacherTraining(lr=0.1, batch_size=100, epochs=args.epochs)
 
-    def project_mlp() -> None:
-        model = build_model(mlp30, data.image_shape, data.num_classes, seed=0)
-        fit(model, data.train_x, data.train_y, mlp_recipe, seed=0)
-
-    def bare_mlp() -> None:
-        model = build_model(mlp30, data.image_shape, data.num_classes, seed=0)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        for _ in range(args.epochs):
-            order = torch.randperm(len(data.train_x))
-            for start in range(0, len(order), 100):
-                batch = order[start:start + 100]
-                loss = F.cross_entropy(model(data.train_x[batch]), data.train_y[batch])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-
     mlp_times = {name: timed(function, repeats=2)
-                 for name, function in (("project", project_mlp), ("bare", bare_mlp))}
+                 for name, function in (("project", project_loop(mlp30, mlp_recipe)),
+                                        ("bare", bare_loop(mlp30, 0.1)))}
     print(f"teacher training, MNIST MLP (30 ReLU), {args.epochs} epochs:")
     for name, seconds in mlp_times.items():
         print(f"  {name:<13} {seconds:7.2f} s  {samples / seconds:12,.0f} samples/s")

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, training_runs
 
 JOB = """
 import sys
@@ -15,6 +15,12 @@ connect(TrackingSettings(sys.argv[1], "race"))
 with tracked_run(f"job {sys.argv[2]}", {"job": sys.argv[2]}) as run:
     run.log_series({"value": [(step, float(sys.argv[2])) for step in range(20)]})
 """
+
+
+def runs_so_far(client, db, experiment: str) -> list:
+    """The experiment's training runs in the store at ``db`` (none while it does not exist)."""
+    found = client.get_experiment_by_name(experiment) if db.exists() else None
+    return training_runs(client, [found.experiment_id]) if found else []
 
 
 @pytest.mark.slow
@@ -124,10 +130,7 @@ def test_a_sweep_killed_mid_job_is_completed_by_its_rerun_and_the_dead_run_marke
     client = mlflow.MlflowClient(tracking_uri=uri)
 
     def runs() -> list:
-        experiment = (client.get_experiment_by_name("killed")
-                      if (tmp_path / "store.db").exists() else None)
-        return [run for run in client.search_runs([experiment.experiment_id])
-                if "classvis.kind" not in run.data.tags] if experiment else []
+        return runs_so_far(client, tmp_path / "store.db", "killed")
 
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:  # the second job's run has started
@@ -243,10 +246,7 @@ def test_joblib_workers_stop_with_their_killed_sweep(tmp_path):
     client = mlflow.MlflowClient(tracking_uri=uri)
 
     def runs() -> list:
-        experiment = (client.get_experiment_by_name("orphans")
-                      if (tmp_path / "store.db").exists() else None)
-        return [run for run in client.search_runs([experiment.experiment_id])
-                if "classvis.kind" not in run.data.tags] if experiment else []
+        return runs_so_far(client, tmp_path / "store.db", "orphans")
 
     deadline = time.monotonic() + 180
     while len(runs()) < 2 and time.monotonic() < deadline:  # both workers are in a job

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,7 @@ SYNTHETIC_COPIES = 8
 def _check_memory(settings: RunSettings, shape: tuple[int, ...], classes: int) -> None:
     """A synthetic set too large for the run's device is refused before the work, not found out
     after minutes of it by an allocation of hundreds of gigabytes."""
-    values = settings.per_class * classes * int(torch.tensor(shape).prod())
+    values = settings.per_class * classes * math.prod(shape)
     needed = values * 4 * SYNTHETIC_COPIES + (DISTANCE_BUDGET * 4 if settings.privacy.enabled
                                               else 0)
     if settings.device.startswith("cuda"):

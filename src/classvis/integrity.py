@@ -25,6 +25,11 @@ TORCH_DTYPES = {"F64": "torch.float64", "F32": "torch.float32", "F16": "torch.fl
                 "BOOL": "torch.bool"}
 
 
+def _entry(name: str, dtype: str, shape: tuple[int, ...]) -> bytes:
+    """What the digest hashes of a tensor before its bytes (``RawSafetensors.digest`` too)."""
+    return f"{name}|{dtype}|{shape}\n".encode()
+
+
 def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 over each tensor's name, dtype, shape and bytes, in name order."""
     import torch
@@ -32,7 +37,7 @@ def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
     for name in sorted(tensors):
         tensor = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(_entry(name, str(tensor.dtype), tuple(tensor.shape)))
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
     return digest.hexdigest()
 
@@ -77,8 +82,7 @@ class RawSafetensors:
         digest = hashlib.sha256()
         for name, entry in sorted(self._entries(self.header).items()):
             begin, end = entry["data_offsets"]
-            digest.update(f"{name}|{TORCH_DTYPES[entry['dtype']]}|{tuple(entry['shape'])}\n"
-                          .encode())
+            digest.update(_entry(name, TORCH_DTYPES[entry["dtype"]], tuple(entry["shape"])))
             digest.update(self.data[begin:end])
         return digest.hexdigest()
 
