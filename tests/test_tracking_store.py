@@ -108,6 +108,37 @@ def test_sigterm_during_a_run_marks_it_killed_with_the_reason(tmp_path):
     assert run.data.tags["error"].startswith("Terminated: SIGTERM received")
 
 
+def test_sigterm_inside_a_store_call_waits_for_the_call_then_stops_the_run(tmp_path):
+    """A SIGTERM that lands inside a store call is raised when the call returns: raised inside a
+    SQLite commit it left that connection holding the write lock, and the run's KILLED marking
+    waited 20 s on it (a joblib worker outlived its grace period so)."""
+    import os
+    import signal
+
+    import mlflow
+
+    from classvis.track import Terminated, TrackingSettings, connect, tracked_run
+
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    connect(TrackingSettings(uri, "mid-call"))
+    with pytest.raises(Terminated), tracked_run("cut", {}) as run:
+        write, signalled = run.client.log_batch, []
+
+        def signalled_then_written(*args, **kwargs):
+            if not signalled:
+                signalled.append(True)
+                os.kill(os.getpid(), signal.SIGTERM)  # Python runs the handler right here
+            return write(*args, **kwargs)
+
+        run.client.log_batch = signalled_then_written
+        run.set_tags({"written": "yes"})
+        pytest.fail("the SIGTERM was lost")
+    stored = mlflow.MlflowClient(uri).get_run(run.run_id)
+    assert stored.data.tags["written"] == "yes"
+    assert stored.info.status == "KILLED"
+    assert stored.data.tags["error"].startswith("Terminated: SIGTERM received")
+
+
 @pytest.mark.slow
 def test_a_sweep_killed_mid_job_is_completed_by_its_rerun_and_the_dead_run_marked(tmp_path):
     """SIGKILL (out of memory, pre-emption) during the second of three jobs leaves its run
@@ -254,7 +285,7 @@ def test_joblib_workers_stop_with_their_killed_sweep(tmp_path):
     workers = psutil.Process(sweep.pid).children(recursive=True)
     assert len(runs()) == 2 and workers, sweep.communicate(timeout=5)[1][-2000:]
     os.kill(sweep.pid, signal.SIGKILL)
-    sweep.communicate(timeout=30)
+    sweep.communicate(timeout=60)
     gone, alive = psutil.wait_procs(workers, timeout=60)
     assert not alive, f"workers outlived their sweep: {[p.pid for p in alive]}"
     final = runs()

@@ -43,6 +43,7 @@ from classvis.track import (
     finished_run_with_tag,
     flatten,
     reap_dead_runs,
+    retrying,
     tracked_run,
 )
 
@@ -325,7 +326,8 @@ def _stop_with_the_sweep() -> None:
             with contextlib.suppress(Exception):
                 run.set_tags({keys.ERROR: f"Killed: its sweep's process (pid {sweep}) died",
                               keys.STATUS_REASON: "killed"}, retry_for_s=5.0)
-                run.client.set_terminated(run.run_id, "KILLED")
+                retrying(lambda run=run: run.client.set_terminated(run.run_id, "KILLED"),
+                         retry_for_s=5.0)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(ORPHAN_GRACE_S)
         os._exit(128 + signal.SIGTERM)

@@ -116,7 +116,8 @@ def retrying(call: Callable[[], T], also: Callable[[Exception], bool] | None = N
     attempt, said = 0, -math.inf
     while True:
         try:
-            return call()
+            with store_call():
+                return call()
         except Exception as error:
             again = _is_transient(error) or (also is not None and also(error))
             left = deadline - time.monotonic()
@@ -313,7 +314,8 @@ class TrackedRun:
         returns each one's model URI."""
         from classvis.track.models import log_models
 
-        return log_models(models)
+        with store_call():
+            return log_models(models)
 
     def log_datasets(self, datasets: list[Any]) -> None:
         """Log ``artifacts.DatasetInput`` records as the run's dataset inputs, each with its
@@ -334,6 +336,31 @@ class Terminated(BaseException):
     """The process received SIGTERM (a scheduler's time limit, ``kill``) during a run."""
 
 
+_in_store_call = 0  # how deep the main thread is in store calls (``store_call``)
+_stop_pending: list[Terminated] = []  # a SIGTERM that came during one, raised at its end
+
+
+@contextlib.contextmanager
+def store_call() -> Iterator[None]:
+    """A call into the tracking store that SIGTERM must not cut in half: ``Terminated`` raised
+    inside a SQLAlchemy commit leaves that connection holding the database's write lock, and
+    the run's own KILLED marking then waits on it for SQLite's busy timeout (20 s). A SIGTERM
+    that arrives inside is raised when the call returns."""
+    import threading
+
+    global _in_store_call
+    if threading.current_thread() is not threading.main_thread():  # signals go to main only
+        yield
+        return
+    _in_store_call += 1
+    try:
+        yield
+    finally:
+        _in_store_call -= 1
+        if _in_store_call == 0 and _stop_pending:
+            raise _stop_pending.pop()
+
+
 @contextlib.contextmanager
 def _sigterm_stops_the_run() -> Iterator[None]:
     """Inside the body SIGTERM raises ``Terminated`` (in the main thread, where Python delivers
@@ -346,13 +373,18 @@ def _sigterm_stops_the_run() -> Iterator[None]:
         return
 
     def stop(signum: int, frame: Any) -> None:
-        raise Terminated("SIGTERM received (a scheduler's time limit or kill): run stopped")
+        stopped = Terminated("SIGTERM received (a scheduler's time limit or kill): run stopped")
+        if _in_store_call:  # raised when the store call returns (``store_call``)
+            _stop_pending[:] = [stopped]
+            return
+        raise stopped
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _stop_pending.clear()
 
 
 @contextlib.contextmanager
