@@ -8,6 +8,7 @@ its run is nested under the sweep's parent run (``sweep.SweepSummary``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -326,7 +327,7 @@ def _stop_with_the_sweep() -> None:
             with contextlib.suppress(Exception):
                 run.set_tags({keys.ERROR: f"Killed: its sweep's process (pid {sweep}) died",
                               keys.STATUS_REASON: "killed"}, retry_for_s=5.0)
-                retrying(lambda run=run: run.client.set_terminated(run.run_id, "KILLED"),
+                retrying(functools.partial(run.client.set_terminated, run.run_id, "KILLED"),
                          retry_for_s=5.0)
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(ORPHAN_GRACE_S)
