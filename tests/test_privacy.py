@@ -77,3 +77,47 @@ def test_second_nearest_and_its_ratio_tell_a_copy_from_a_dim_image():
     assert dimmed.distance_ratio.min().item() > 0.8
     result = measure(dim, train, train[:50] + 0.01)
     assert result.metrics()["privacy/distinct_nearest"] == 1.0
+
+
+def test_the_yardstick_is_measured_once_per_dataset_and_kept_beside_its_cache(
+        mnist_root, tmp_path, monkeypatch, caplog):
+    """Every run of a dataset has the same yardstick (its first test images against its training
+    set, most of the measure's cost): a second run reads it back and reports the same numbers;
+    another ``test_sample`` is another entry; a damaged entry is measured again, never trusted."""
+    from conftest import flip_data_byte
+    from test_config import settings_for
+
+    from classvis import pipeline
+
+    monkeypatch.setenv("CLASSVIS_DATA", str(mnist_root))
+    cache = tmp_path / "cache"
+    base = ["dataset=mnist", f"dataset.cache_dir={cache}", "trainer.teacher.epochs=1",
+            "trainer.student.steps=5", "teacher_cache.enabled=false", "device=cpu"]
+    measured = []
+    original = pipeline.yardstick
+
+    def counted(*args, **kwargs):
+        measured.append(args[2].test_sample)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "yardstick", counted)
+    first = pipeline.run(settings_for(*base, "privacy.test_sample=50"))
+    (kept,) = cache.glob("mnist-*.privacy-*.safetensors")
+    second = pipeline.run(settings_for(*base, "privacy.test_sample=50"))
+    assert measured == [50]
+    assert first.privacy is not None and second.privacy is not None
+    assert second.privacy.metrics() == first.privacy.metrics()
+    assert torch.equal(second.privacy.test.indices, first.privacy.test.indices)
+    assert torch.equal(second.privacy.test.second, first.privacy.test.second)
+
+    pipeline.run(settings_for(*base, "privacy.test_sample=40"))
+    assert measured == [50, 40] and len(list(cache.glob("mnist-*.privacy-*"))) == 2
+
+    flip_data_byte(kept)
+    with caplog.at_level("WARNING", logger="classvis"):
+        third = pipeline.run(settings_for(*base, "privacy.test_sample=50"))
+    assert measured == [50, 40, 50]
+    (line,) = [r.getMessage() for r in caplog.records if "discarding cache" in r.getMessage()]
+    assert line == (f"discarding cache {kept}: its content does not match its digest (damaged "
+                    "or altered); computing it again")
+    assert third.privacy is not None and third.privacy.metrics() == first.privacy.metrics()

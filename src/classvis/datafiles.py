@@ -309,6 +309,46 @@ def _write_cache(path: Path, fingerprint: str, arrays: Arrays) -> None:
         log.warning("could not write dataset cache %s: %s", path, error)
 
 
+def derived_cache_path(settings: DatasetSettings, fingerprint: str, what: str) -> Path | None:
+    """Where tensors computed from the dataset (``what``: a name with its key) are kept beside
+    its decoded cache; None where there is no such cache (``dataset.cache=false``, digits)."""
+    if not settings.cache or settings.loader in ("digits", "synthetic"):
+        return None
+    return _cache_path(settings, fingerprint).with_name(
+        f"{settings.name}-{fingerprint}.{what}.safetensors")
+
+
+def cached_tensors(path: Path | None, key: str,
+                   compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The tensors at ``path`` when it holds exactly what was written for ``key``; else
+    ``compute()``, written there (atomically; a damaged or foreign file is computed again)."""
+    if path is not None and path.is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            tensors = load_file(str(path))
+            why = (damage(tensors, metadata) if metadata.get("key") == key
+                   else "it was computed for other data or settings")
+            if why is None:
+                return tensors
+        except Exception as error:  # truncated, unreadable or foreign: computed again
+            why = f"it cannot be read ({type(error).__name__}: {error})".splitlines()[0]
+        log.warning("discarding cache %s: %s; computing it again", path, why)
+    tensors = compute()
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+            save_file({name: tensor.contiguous() for name, tensor in tensors.items()},
+                      str(partial), metadata={"key": key, DIGEST_KEY: tensors_digest(tensors)})
+            os.replace(partial, path)
+        except OSError as error:
+            log.warning("could not write cache %s: %s", path, error)
+    return tensors
+
+
 def load_arrays(settings: DatasetSettings) -> tuple[Arrays, str]:
     """Decoded uint8 images (N, C, H, W), labels and class names, from the cache when valid,
     and a fingerprint of the source data."""
