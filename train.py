@@ -6,6 +6,7 @@ See README.md for the config groups and the override syntax.
 import hydra
 from omegaconf import DictConfig
 
+from classvis.app import exit_without_teardown
 from classvis.app import main as run_experiment
 
 
@@ -15,4 +16,5 @@ def main(cfg: DictConfig) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main()
+    with exit_without_teardown():
+        main()

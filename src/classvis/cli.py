@@ -23,10 +23,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"classvis: error: unknown command {argv[0]!r}", file=stream)
         print(f"usage: classvis <command> [options]\n\ncommands:\n{lines}", file=stream)
         return 0 if stream is sys.stdout else 2
+    import gc
     import importlib
 
     module = importlib.import_module(COMMANDS[argv[0]][0])
-    return module.main(argv[1:])
+    try:
+        return module.main(argv[1:])
+    finally:
+        gc.freeze()  # the interpreter's teardown need not walk MLflow's objects (see app)
 
 
 if __name__ == "__main__":
