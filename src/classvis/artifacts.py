@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,6 +264,27 @@ def _write_report_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+_CONFUSION_PNGS: dict[str, bytes] = {}  # drawn in this process, by what they show
+_KEPT_PNGS = 16
+
+
+def _write_confusion_png(path: Path, confusion, names: list[str], title: str,
+                         highlight: int | None) -> None:
+    """The confusion matrix figure, drawn once per process for what it shows: the runs of a
+    sweep that share a teacher (every extractor and student of a Table 5 row) share its
+    figure, byte for byte."""
+    key = hashlib.sha256(json.dumps([confusion.tolist(), names, title, highlight]).encode()
+                         ).hexdigest()
+    png = _CONFUSION_PNGS.get(key)
+    if png is None:
+        buffer = io.BytesIO()
+        plots.save(plots.confusion_figure(confusion, names, title, highlight=highlight), buffer)
+        png = _CONFUSION_PNGS[key] = buffer.getvalue()
+        while len(_CONFUSION_PNGS) > _KEPT_PNGS:
+            del _CONFUSION_PNGS[next(iter(_CONFUSION_PNGS))]
+    path.write_bytes(png)
+
+
 def write_artifacts(result: RunResult, folder: Path, title: str) -> list[Path]:
     """Write the run's figures, tables and synthetic set under ``folder``; return the files."""
     names = result.class_names
@@ -273,11 +295,9 @@ def write_artifacts(result: RunResult, folder: Path, title: str) -> list[Path]:
         evaluation = result.evaluations[model]
         _write_confusion_csv(folder / "confusion" / f"{model}.csv", evaluation.confusion, names)
         label = model.replace("_", " ").capitalize()
-        plots.save(plots.confusion_figure(
-            evaluation.confusion, names,
-            f"{label} on the test set (accuracy {evaluation.accuracy:.2%})",
-            highlight=highlight if model in ("student", "baseline_student") else None),
-            folder / "confusion" / f"{model}.png")
+        _write_confusion_png(folder / "confusion" / f"{model}.png", evaluation.confusion, names,
+                             f"{label} on the test set (accuracy {evaluation.accuracy:.2%})",
+                             highlight if model in ("student", "baseline_student") else None)
         _write_report_csv(folder / "metrics" / f"{model}_per_class.csv",
                           evaluation.per_class(names))
     synthetic = result.synthetic

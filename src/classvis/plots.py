@@ -164,5 +164,6 @@ def accuracy_vs_images_figure(curves: dict[str, tuple[list[int], list[float]]],
 
 
 def save(fig: Figure, path) -> None:
-    fig.savefig(path, dpi=110)
+    """Write ``fig`` as a PNG to ``path`` (a file name or a binary stream) and close it."""
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
