@@ -3,11 +3,16 @@
 See README.md for the config groups and the override syntax.
 """
 
-import hydra
-from omegaconf import DictConfig
+if __name__ == "__main__":  # first: it imports matplotlib on the other core while torch loads
+    from classvis import drawing
 
-from classvis.app import exit_without_teardown
-from classvis.app import main as run_experiment
+    drawing.start()
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from classvis.app import exit_without_teardown  # noqa: E402
+from classvis.app import main as run_experiment  # noqa: E402
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")

@@ -28,7 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from classvis import artifacts, pipeline
+from classvis import artifacts, drawing, pipeline
 from classvis import runkeys as keys
 from classvis.config import RunSettings, config_digest, resolved_mapping, run_settings
 from classvis.datafiles import source_location
@@ -261,12 +261,20 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job
     quiet_mlflow_when(not progress.enabled)
     name = job.run_name(settings)
     with tracked_run(name, tags, settings.tracking.system_metrics,
-                     settings.tracking.heartbeat_every) as run, _while_running(run):
+                     settings.tracking.heartbeat_every) as run, _while_running(run), \
+            contextlib.ExitStack() as stack:
         run.log_params(flatten(resolved))
         result = pipeline.run(settings, on_teacher_epoch=lambda epoch, loss: run.log_metrics(
             {keys.TEACHER_LOSS: loss}, step=epoch), progress=progress, data=data)
         result.seconds["load"] = result.seconds.get("load", 0.0) + load_seconds
         logging_started = time.perf_counter()
+        staging = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="classvis-")))
+        folder = staging / "artifacts"
+        folder.mkdir()
+        (folder / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+        # the figures are drawn in the drawing process while the rest is logged
+        figures = drawing.submit(artifacts.write_artifacts(result, folder, name),
+                                 staging / "figures", folder)
         run.set_tags({keys.TEACHER_SOURCE: result.teacher_source,
                       keys.TEACHER_KEY: result.teacher_key,
                       keys.CLASS_NAMES: json.dumps(result.class_names)})
@@ -280,15 +288,12 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job
         if result.teacher_source == "cache":  # the stored curve, so every run shows it
             series[keys.TEACHER_LOSS] = list(enumerate(result.teacher_losses, start=1))
         run.log_series(series)
-        with tempfile.TemporaryDirectory(prefix="classvis-") as staging:
-            folder = Path(staging)
-            (folder / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
-            artifacts.write_artifacts(result, folder, name)
-            run.log_artifacts(folder)
         run.log_datasets(artifacts.run_datasets(
             result, source_location(settings.dataset),
             f"{run.artifact_uri.rstrip('/')}/{keys.SYNTHETIC_SET_ARTIFACT}"))
         run.log_models(artifacts.run_models(result, settings.tracking.log_models))
+        figures.wait()
+        run.log_artifacts(folder)
         metrics = artifacts.run_metrics(result)
         metrics[keys.LOG_TIME] = time.perf_counter() - logging_started
         metrics[keys.TOTAL_TIME] = time.perf_counter() - started
@@ -364,12 +369,14 @@ def exit_without_teardown() -> Iterator[None]:
     try:
         yield
     finally:
+        drawing.stop()
         gc.freeze()
 
 
 def main(cfg: DictConfig) -> dict[str, float]:
     """Run one experiment; returns its metrics (``student/accuracy``, ``synthetic/images``, ...)
     for a search to optimise, none when the job failed."""
+    drawing.start()  # train.py starts it first thing; a joblib worker here, for its jobs
     job = current_job()
     if job.multirun:
         _stop_with_the_sweep()

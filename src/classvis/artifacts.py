@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from classvis import plots
+import numpy as np
+
 from classvis import runkeys as keys
+from classvis.drawing import FigureList
 from classvis.evaluate import class_errors
 from classvis.models import describe_model
 from classvis.pipeline import RunResult
@@ -38,7 +39,8 @@ def _first_per_class(labels, count: int):
     return torch.tensor(keep, dtype=torch.int64)
 
 
-def _write_swap_figures(result: RunResult, folder: Path, title: str) -> None:
+def _write_swap_figures(result: RunResult, folder: Path, title: str,
+                        figures: FigureList) -> None:
     """Both teachers' visualizations side by side, and which image of the student's set came
     from where (swap/origin.csv)."""
     swap = result.swap
@@ -57,15 +59,16 @@ def _write_swap_figures(result: RunResult, folder: Path, title: str) -> None:
                                                     swap.swapped.origin, strict=True)]),
     }
     (folder / "swap").mkdir(exist_ok=True)
-    plots.save(plots.image_rows(rows, f"Swap {swap.settings.label}: {title}"),
-               folder / "swap" / "teachers_side_by_side.png")
+    figures.add("swap/teachers_side_by_side.png", "image_rows",
+                rows={label: (_pixels(images), names) for label, (images, names) in rows.items()},
+                title=f"Swap {swap.settings.label}: {title}")
     _write_report_csv(folder / "swap" / "origin.csv", [
         {"index": index, "class": base_names[label], "origin": origin}
         for index, (label, origin) in enumerate(zip(swap.swapped.labels.tolist(),
                                                     swap.swapped.origin, strict=True))])
 
 
-def _write_privacy(result: RunResult, folder: Path, title: str) -> None:
+def _write_privacy(result: RunResult, folder: Path, title: str, figures: FigureList) -> None:
     """Each synthetic image (at most GRID_PER_CLASS per class) above its nearest training image,
     and every image's distance in privacy/nearest_train.csv."""
     names, data, privacy = result.class_names, result.data, result.privacy
@@ -89,9 +92,9 @@ def _write_privacy(result: RunResult, folder: Path, title: str) -> None:
         rows[f"nearest train{suffix}"] = (
             data.train_x[where],
             [f"d={float(found.distances[i]):.2f}" for i in group])
-    plots.save(plots.image_rows(rows, f"Nearest training images (distance ratio "
-                                      f"{privacy.ratio:.2f}): {title}"),
-               folder / "privacy" / "nearest_training_images.png")
+    figures.add("privacy/nearest_training_images.png", "image_rows",
+                rows={label: (_pixels(images), names) for label, (images, names) in rows.items()},
+                title=f"Nearest training images (distance ratio {privacy.ratio:.2f}): {title}")
 
 
 def _per_class_models(result: RunResult) -> tuple[str, ...]:
@@ -264,29 +267,15 @@ def _write_report_csv(path: Path, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-_CONFUSION_PNGS: dict[str, bytes] = {}  # drawn in this process, by what they show
-_KEPT_PNGS = 16
+def _pixels(images) -> np.ndarray:
+    """Images as float32 numpy, on the CPU, for the figures."""
+    return images.detach().cpu().float().numpy()
 
 
-def _write_confusion_png(path: Path, confusion, names: list[str], title: str,
-                         highlight: int | None) -> None:
-    """The confusion matrix figure, drawn once per process for what it shows: the runs of a
-    sweep that share a teacher (every extractor and student of a Table 5 row) share its
-    figure, byte for byte."""
-    key = hashlib.sha256(json.dumps([confusion.tolist(), names, title, highlight]).encode()
-                         ).hexdigest()
-    png = _CONFUSION_PNGS.get(key)
-    if png is None:
-        buffer = io.BytesIO()
-        plots.save(plots.confusion_figure(confusion, names, title, highlight=highlight), buffer)
-        png = _CONFUSION_PNGS[key] = buffer.getvalue()
-        while len(_CONFUSION_PNGS) > _KEPT_PNGS:
-            del _CONFUSION_PNGS[next(iter(_CONFUSION_PNGS))]
-    path.write_bytes(png)
-
-
-def write_artifacts(result: RunResult, folder: Path, title: str) -> list[Path]:
-    """Write the run's figures, tables and synthetic set under ``folder``; return the files."""
+def write_artifacts(result: RunResult, folder: Path, title: str) -> FigureList:
+    """Write the run's tables and synthetic set under ``folder``; return its figures, to be
+    drawn there (``classvis.drawing``)."""
+    figures = FigureList()
     names = result.class_names
     (folder / "confusion").mkdir(parents=True, exist_ok=True)
     (folder / "metrics").mkdir(parents=True, exist_ok=True)
@@ -295,9 +284,10 @@ def write_artifacts(result: RunResult, folder: Path, title: str) -> list[Path]:
         evaluation = result.evaluations[model]
         _write_confusion_csv(folder / "confusion" / f"{model}.csv", evaluation.confusion, names)
         label = model.replace("_", " ").capitalize()
-        _write_confusion_png(folder / "confusion" / f"{model}.png", evaluation.confusion, names,
-                             f"{label} on the test set (accuracy {evaluation.accuracy:.2%})",
-                             highlight if model in ("student", "baseline_student") else None)
+        figures.add(f"confusion/{model}.png", "confusion_figure",
+                    confusion=np.asarray(evaluation.confusion), class_names=names,
+                    title=f"{label} on the test set (accuracy {evaluation.accuracy:.2%})",
+                    highlight=highlight if model in ("student", "baseline_student") else None)
         _write_report_csv(folder / "metrics" / f"{model}_per_class.csv",
                           evaluation.per_class(names))
     synthetic = result.synthetic
@@ -309,17 +299,16 @@ def write_artifacts(result: RunResult, folder: Path, title: str) -> list[Path]:
                       for name, i in zip(tile_names, shown.tolist(), strict=True)]
     more = "" if len(shown) == len(synthetic.images) else (
         f" (first {GRID_PER_CLASS} of {len(synthetic.images) // len(names)} per class)")
-    plots.save(plots.image_grid(synthetic.images[shown], tile_names,
-                                f"Synthetic training set{more}: {title}"),
-               folder / "visualizations.png")
+    figures.add("visualizations.png", "image_grid", images=_pixels(synthetic.images[shown]),
+                titles=tile_names, title=f"Synthetic training set{more}: {title}")
     if result.swap is not None:
-        _write_swap_figures(result, folder, title)
+        _write_swap_figures(result, folder, title, figures)
     if result.privacy is not None:
-        _write_privacy(result, folder, title)
+        _write_privacy(result, folder, title, figures)
     if _per_class_models(result):
-        plots.save(plots.f1_comparison_figure(
-            names, {model.replace("_", " "): result.evaluations[model].f1
-                    for model in _per_class_models(result)},
-            f"Per-class F1, teacher vs student: {title}"), folder / "f1_comparison.png")
+        figures.add("f1_comparison.png", "f1_comparison_figure", class_names=names,
+                    f1_by_model={model.replace("_", " "): np.asarray(result.evaluations[model].f1)
+                                 for model in _per_class_models(result)},
+                    title=f"Per-class F1, teacher vs student: {title}")
     synthetic.save(folder / keys.SYNTHETIC_SET_ARTIFACT)
-    return sorted(path for path in folder.rglob("*") if path.is_file())
+    return figures

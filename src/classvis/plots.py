@@ -1,4 +1,7 @@
-"""Figures (headless matplotlib). Each function returns a Figure; callers save or log it."""
+"""Figures (headless matplotlib). Each function returns a Figure; callers save or log it.
+
+Inputs are numpy arrays and plain values, never tensors: ``classvis.drawing`` draws a run's
+figures in a second process that does not import torch."""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 
@@ -48,18 +50,20 @@ def confusion_figure(confusion: np.ndarray, class_names: list[str], title: str,
     return fig
 
 
-def _display(image: torch.Tensor) -> np.ndarray:
-    """Min-max scale one image to [0, 1] for display (visualizations are not in pixel range)."""
+def _display(image: np.ndarray) -> np.ndarray:
+    """Min-max scale one (C, H, W) image to [0, 1] for display (visualizations are not in pixel
+    range)."""
+    image = np.asarray(image, dtype=np.float32)
     low, high = image.min(), image.max()
-    scaled = (image - low) / (high - low) if high > low else torch.zeros_like(image)
-    array = scaled.permute(1, 2, 0).detach().cpu().numpy()
+    scaled = (image - low) / (high - low) if high > low else np.zeros_like(image)
+    array = scaled.transpose(1, 2, 0)
     return array[..., 0] if array.shape[2] == 1 else array
 
 
 GAP = 2  # pixels between tiles
 
 
-def _mosaic(images: torch.Tensor, columns: int) -> np.ndarray:
+def _mosaic(images: np.ndarray, columns: int) -> np.ndarray:
     """One row of tiles, each scaled on its own, ``GAP`` white pixels apart, padded to
     ``columns`` tiles: drawn as one image, so a figure costs one axes per row, not per image."""
     tiles = [_display(image) for image in images]
@@ -75,7 +79,7 @@ def _mosaic(images: torch.Tensor, columns: int) -> np.ndarray:
 ROW_INCHES, TITLE_INCHES, LABEL_INCHES = 1.55, 0.4, 0.3  # a row of tiles, the title on top
 
 
-def _draw_rows(rows: list[tuple[str, torch.Tensor, list[str]]], columns: int,
+def _draw_rows(rows: list[tuple[str, np.ndarray, list[str]]], columns: int,
                title: str) -> Figure:
     """Rows of labelled tiles: each row one axes holding its mosaic, each tile's label under it
     and the row's label on its left. The geometry is known, so the axes are placed by hand and
@@ -104,7 +108,7 @@ def _draw_rows(rows: list[tuple[str, torch.Tensor, list[str]]], columns: int,
     return fig
 
 
-def image_grid(images: torch.Tensor, titles: list[str], title: str, columns: int = 10) -> Figure:
+def image_grid(images: np.ndarray, titles: list[str], title: str, columns: int = 10) -> Figure:
     """One tile per image, each scaled on its own, with its title under it, ``columns`` a row."""
     columns = min(columns, len(images))
     rows = [("", images[start:start + columns], titles[start:start + columns])
@@ -112,7 +116,7 @@ def image_grid(images: torch.Tensor, titles: list[str], title: str, columns: int
     return _draw_rows(rows, columns, title)
 
 
-def image_rows(rows: dict[str, tuple[torch.Tensor, list[str]]], title: str) -> Figure:
+def image_rows(rows: dict[str, tuple[np.ndarray, list[str]]], title: str) -> Figure:
     """Several labelled rows of images (e.g. two teachers' visualizations side by side)."""
     columns = max(len(images) for images, _ in rows.values())
     return _draw_rows([(label, images, titles) for label, (images, titles) in rows.items()],
