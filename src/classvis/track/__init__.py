@@ -404,10 +404,14 @@ def tracked_run(run_name: str, tags: dict[str, str], system_metrics: bool = Fals
 
     run = retrying(lambda: mlflow.start_run(run_name=run_name, tags={**tags, **identity()},
                                             log_system_metrics=system_metrics))
+    opened = time.monotonic()
     tracked = TrackedRun(run.info.run_id, artifact_uri=run.info.artifact_uri)
     try:
         with _sigterm_stops_the_run(), heartbeat(tracked.client, tracked.run_id, beat_every):
             yield tracked
+            if system_metrics:  # MLflow logs its first sample after one interval: a shorter
+                # run would have none
+                time.sleep(max(0.0, opened + SYSTEM_METRICS_INTERVAL + 0.5 - time.monotonic()))
     except BaseException as error:
         status = "KILLED" if isinstance(error, (KeyboardInterrupt, Terminated)) else "FAILED"
         reason = f"{type(error).__name__}: {error}".splitlines()[0][:4000]
