@@ -273,38 +273,56 @@ def _cache_path(settings: DatasetSettings, fingerprint: str) -> Path:
     return base / f"{settings.name}-{fingerprint}.safetensors"
 
 
-def _read_cache(path: Path, fingerprint: str) -> Arrays | None:
-    """The decoded arrays, when the cache file holds exactly what was written for
-    ``fingerprint``; else None (and one line saying why), and the data is decoded again."""
-    if not path.is_file():
-        return None
+def _read_checked(path: Path, field: str, expected: str, foreign: str
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, str]] | str:
+    """The tensors and header of the safetensors file at ``path`` when its header's ``field``
+    is ``expected`` and its content matches its digest; else why not, in one line (``foreign``
+    when it was written for something else)."""
     try:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
         tensors = load_file(str(path))
-        why = (damage(tensors, metadata) if metadata.get("fingerprint") == fingerprint
-               else "it was made from other source files")
-        if why is None:
-            return (tensors["train_x"], tensors["train_y"], tensors["test_x"], tensors["test_y"],
-                    [str(name) for name in json.loads(metadata["class_names"])])
-    except Exception as error:  # truncated, unreadable or foreign: rebuilt, never trusted
-        why = f"it cannot be read ({type(error).__name__}: {error})".splitlines()[0]
-    log.warning("discarding dataset cache %s: %s; decoding the dataset again", path, why)
-    return None
+        if metadata.get(field) != expected:
+            return foreign
+        why = damage(tensors, metadata)
+        return (tensors, metadata) if why is None else why
+    except Exception as error:  # truncated, unreadable or foreign: never trusted
+        return f"it cannot be read ({type(error).__name__}: {error})".splitlines()[0]
+
+
+def _write_atomic(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
+                  ) -> None:
+    """Write ``tensors`` with ``metadata`` and their digest to ``path`` at once: parallel jobs
+    never read a half-written file. Raises OSError."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    save_file({name: tensor.contiguous() for name, tensor in tensors.items()}, str(partial),
+              metadata={**metadata, DIGEST_KEY: tensors_digest(tensors)})
+    os.replace(partial, path)
+
+
+def _read_cache(path: Path, fingerprint: str) -> Arrays | None:
+    """The decoded arrays, when the cache file holds exactly what was written for
+    ``fingerprint``; else None (and one line saying why), and the data is decoded again."""
+    if not path.is_file():
+        return None
+    found = _read_checked(path, "fingerprint", fingerprint, "it was made from other source files")
+    if isinstance(found, str):
+        log.warning("discarding dataset cache %s: %s; decoding the dataset again", path, found)
+        return None
+    tensors, metadata = found
+    return (tensors["train_x"], tensors["train_y"], tensors["test_x"], tensors["test_y"],
+            [str(name) for name in json.loads(metadata["class_names"])])
 
 
 def _write_cache(path: Path, fingerprint: str, arrays: Arrays) -> None:
     train_x, train_y, test_x, test_y, class_names = arrays
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        tensors = {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
-        save_file(tensors, str(partial), metadata={
-            "fingerprint": fingerprint, "class_names": json.dumps(class_names),
-            DIGEST_KEY: tensors_digest(tensors)})
-        os.replace(partial, path)  # atomic: parallel jobs never read a half-written cache
+        _write_atomic(path, {"train_x": train_x, "train_y": train_y, "test_x": test_x,
+                             "test_y": test_y},
+                      {"fingerprint": fingerprint, "class_names": json.dumps(class_names)})
     except OSError as error:
         log.warning("could not write dataset cache %s: %s", path, error)
 
@@ -323,27 +341,14 @@ def cached_tensors(path: Path | None, key: str,
     """The tensors at ``path`` when it holds exactly what was written for ``key``; else
     ``compute()``, written there (atomically; a damaged or foreign file is computed again)."""
     if path is not None and path.is_file():
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as handle:
-                metadata = handle.metadata() or {}
-            tensors = load_file(str(path))
-            why = (damage(tensors, metadata) if metadata.get("key") == key
-                   else "it was computed for other data or settings")
-            if why is None:
-                return tensors
-        except Exception as error:  # truncated, unreadable or foreign: computed again
-            why = f"it cannot be read ({type(error).__name__}: {error})".splitlines()[0]
-        log.warning("discarding cache %s: %s; computing it again", path, why)
+        found = _read_checked(path, "key", key, "it was computed for other data or settings")
+        if not isinstance(found, str):
+            return found[0]
+        log.warning("discarding cache %s: %s; computing it again", path, found)
     tensors = compute()
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-            save_file({name: tensor.contiguous() for name, tensor in tensors.items()},
-                      str(partial), metadata={"key": key, DIGEST_KEY: tensors_digest(tensors)})
-            os.replace(partial, path)
+            _write_atomic(path, tensors, {"key": key})
         except OSError as error:
             log.warning("could not write cache %s: %s", path, error)
     return tensors
