@@ -347,7 +347,7 @@ _imports_frozen = False
 
 def _freeze_the_imports() -> None:
     """Once per process, when its first job has opened the store: what the imports made (torch,
-    MLflow, Hydra, matplotlib: about 480,000 objects) lives as long as the process, so the
+    MLflow, Hydra: about 480,000 objects) lives as long as the process, so the
     garbage collector's full passes during the runs need not walk it. Later jobs freeze
     nothing: their garbage is collected as usual."""
     global _imports_frozen
@@ -373,18 +373,27 @@ def exit_without_teardown() -> Iterator[None]:
         _end_now(stop.code)
         raise
     except BaseException:
-        _end_now(None, at_once=False)
+        _let_go()
         raise
     _end_now(0)
 
 
-def _end_now(code: int | str | None, at_once: bool = True) -> None:
-    import atexit
+def _let_go() -> None:
+    """The drawing process is told to end; every object is frozen out of the garbage
+    collector's reach for the interpreter's teardown."""
     import gc
 
     drawing.stop()
     gc.freeze()
-    if not at_once or threading.active_count() > 1:
+
+
+def _end_now(code: int | str | None) -> None:
+    """End the process with ``code`` (a ``SystemExit`` code) after its exit handlers, unless
+    another thread is still running: then only ``_let_go``, and the usual exit follows."""
+    import atexit
+
+    _let_go()
+    if threading.active_count() > 1:
         return
     if code is not None and not isinstance(code, int):  # what Python does with SystemExit("...")
         print(code, file=sys.stderr)

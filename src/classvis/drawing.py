@@ -69,13 +69,16 @@ class FigureList:
         (folder / SPEC).write_text(json.dumps(self.figures))
 
 
-def _restore(value: Any, arrays: Any) -> Any:
+def _restore(value: Any, arrays: Any, read: list[np.ndarray]) -> Any:
+    """``value`` with each array reference replaced by its array, read once and kept in
+    ``read`` in order (the figure's key hashes them)."""
     if isinstance(value, dict):
         if "array" in value:
-            return arrays[value["array"]]
-        return {key: _restore(item, arrays) for key, item in value["dict"]}
+            read.append(arrays[value["array"]])  # an npz entry is read from disk at each access
+            return read[-1]
+        return {key: _restore(item, arrays, read) for key, item in value["dict"]}
     if isinstance(value, list):
-        return [_restore(item, arrays) for item in value]
+        return [_restore(item, arrays, read) for item in value]
     return value
 
 
@@ -98,10 +101,11 @@ def draw(spec_folder: Path, out_folder: Path) -> list[Path]:
             kind = figure["kind"]
             if kind not in KINDS:
                 raise ValueError(f"unknown figure kind {kind!r}")
-            arguments = _restore(figure["arguments"], arrays)
+            read: list[np.ndarray] = []
+            arguments = _restore(figure["arguments"], arrays, read)
             digest = hashlib.sha256(json.dumps(figure["arguments"]).encode())
-            for name in sorted(_array_names(figure["arguments"])):
-                digest.update(arrays[name].tobytes())
+            for array in read:
+                digest.update(array.tobytes())
             key = f"{kind}:{digest.hexdigest()}"
             png = _DRAWN.get(key)
             if png is None:
@@ -115,16 +119,6 @@ def draw(spec_folder: Path, out_folder: Path) -> list[Path]:
             path.write_bytes(png)
             written.append(path)
     return written
-
-
-def _array_names(value: Any) -> set[str]:
-    if isinstance(value, dict):
-        if "array" in value:
-            return {value["array"]}
-        return set().union(*(_array_names(item) for _, item in value["dict"]))
-    if isinstance(value, list):
-        return set().union(*(_array_names(item) for item in value))
-    return set()
 
 
 class _Helper:
