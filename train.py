@@ -4,8 +4,9 @@ See README.md for the config groups and the override syntax.
 """
 
 if __name__ == "__main__":  # first: it imports matplotlib on the other core while torch loads
-    from classvis import drawing
+    from classvis import collector, drawing
 
+    collector.pause()  # no garbage collection while Hydra and torch are imported
     drawing.start()
 
 import hydra  # noqa: E402
@@ -21,5 +22,6 @@ def main(cfg: DictConfig) -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    collector.resume()
     with exit_without_teardown():
         main()

@@ -236,7 +236,6 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job
                  ) -> tuple[dict[str, float], str | None]:
     started = time.perf_counter()
     experiment_id = connect(settings.tracking)
-    _freeze_the_imports()  # MLflow's too: connect imports it
     resolved = resolved_mapping(cfg, "config")
     resolved["device"] = settings.device   # where "auto" led on this machine
     if settings.source_file is not None:  # the file's content, not its name, determines the run
@@ -340,22 +339,6 @@ def _stop_with_the_sweep() -> None:
         os._exit(128 + signal.SIGTERM)
 
     threading.Thread(target=watch, name="classvis-sweep-watch", daemon=True).start()
-
-
-_imports_frozen = False
-
-
-def _freeze_the_imports() -> None:
-    """Once per process, when its first job has opened the store: what the imports made (torch,
-    MLflow, Hydra: about 480,000 objects) lives as long as the process, so the
-    garbage collector's full passes during the runs need not walk it. Later jobs freeze
-    nothing: their garbage is collected as usual."""
-    global _imports_frozen
-    if not _imports_frozen:
-        import gc
-
-        gc.freeze()
-        _imports_frozen = True
 
 
 @contextlib.contextmanager

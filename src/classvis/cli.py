@@ -26,7 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     import gc
     import importlib
 
-    module = importlib.import_module(COMMANDS[argv[0]][0])
+    from classvis import collector
+
+    with collector.paused():  # the command's imports (torch, for some) make lasting objects
+        module = importlib.import_module(COMMANDS[argv[0]][0])
     try:
         return module.main(argv[1:])
     finally:

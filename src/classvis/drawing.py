@@ -221,10 +221,13 @@ def _answer(spec: str, timeout_s: float) -> str | None:
 def main() -> None:
     """The drawing process: one request per line (spec folder, tab, output folder), one answer
     per line; it ends when its input closes."""
-    import matplotlib
+    from classvis import collector
 
-    matplotlib.use("Agg")
-    from classvis import plots  # noqa: F401  (imported now, before the first request)
+    with collector.paused():  # the imports build objects that live as long as the process
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from classvis import plots  # noqa: F401  (imported now, before the first request)
 
     for line in sys.stdin:
         spec, _, out = line.rstrip("\n").partition("\t")

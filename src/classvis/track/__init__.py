@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from classvis import collector
 from classvis import runkeys as keys
 from classvis.filelock import locked
 from classvis.settings import ConfigError, require, writable_folder
@@ -147,13 +148,18 @@ def prepare_store(uri: str) -> None:
     MLflow cannot open is a one-line error naming ``tracking.uri``."""
     if uri in _PREPARED:
         return
+    with collector.paused():  # the first store imports MLflow and its SQLAlchemy store
+        _prepare(uri)
+    _PREPARED.add(uri)
+
+
+def _prepare(uri: str) -> None:
     import mlflow
 
     if uri.startswith(("http://", "https://")):
         _check_server(uri)
     path = TrackingSettings(uri, "-").sqlite_path
     if path is None:
-        _PREPARED.add(uri)
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with locked(path.with_name(f".{path.name}.lock")):
@@ -166,7 +172,6 @@ def prepare_store(uri: str) -> None:
             raise ConfigError("tracking.uri", "an MLflow store this MLflow version can open "
                               f"({type(error).__name__}: {str(error).splitlines()[0][:300]})",
                               uri) from None
-    _PREPARED.add(uri)
 
 
 def _check_server(uri: str, timeout: float = 10.0) -> None:
@@ -192,9 +197,6 @@ def connect(settings: TrackingSettings) -> str:
     Safe when several jobs start together: a lost creation race falls back to the winner's
     experiment, and a busy SQLite store is retried.
     """
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     global _retry_for_s
     _retry_for_s = settings.retry_for_s
     if settings.uri.startswith(("http://", "https://")):
@@ -202,6 +204,9 @@ def connect(settings: TrackingSettings) -> str:
         # retries each call itself, saying so, for tracking.retry_for_s
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     prepare_store(settings.uri)
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
     mlflow.set_tracking_uri(settings.uri)
     client = mlflow.MlflowClient()
 

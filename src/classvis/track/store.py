@@ -43,9 +43,9 @@ class Store:
     retries while the store is busy, like the training run's own logging."""
 
     def __init__(self, uri: str):
+        prepare_store(uri)
         import mlflow
 
-        prepare_store(uri)
         self.uri = uri
         self.client = mlflow.MlflowClient(tracking_uri=uri)
 
