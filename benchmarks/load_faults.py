@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from classvis import runkeys as keys
+
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, STEPS = 2, 300
 
@@ -46,7 +48,7 @@ def count(uri: str, seeds: list[int]) -> dict[str, int]:
     experiment = client.get_experiment_by_name("load")
     runs = [] if experiment is None else [
         run for run in client.search_runs([experiment.experiment_id], max_results=5000)
-        if "classvis.kind" not in run.data.tags]
+        if keys.KIND not in run.data.tags]  # not a sweep's parent run
     found = {"expected": len(seeds), "FINISHED": 0, "FAILED": 0, "KILLED": 0, "incomplete": 0}
     finished_seeds = set()
     for run in runs:

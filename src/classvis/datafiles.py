@@ -72,8 +72,8 @@ def known_image_shape(settings: DatasetSettings) -> tuple[int, int, int] | None:
         from PIL import Image
 
         train = Path(settings.root) / "train"
-        for folder in sorted(path for path in train.iterdir() if path.is_dir()):
-            for path in sorted(folder.iterdir()):
+        for name in class_folders(train):
+            for path in sorted((train / name).iterdir()):
                 try:
                     with Image.open(path) as image:
                         channels = 1 if image.mode in ("L", "I", "I;16", "1") else 3
@@ -96,8 +96,13 @@ def known_class_names(settings: DatasetSettings) -> list[str] | None:
     if settings.loader == "image_folder" and settings.root is not None:
         train = Path(settings.root) / "train"
         if train.is_dir():
-            return sorted(path.name for path in train.iterdir() if path.is_dir())
+            return class_folders(train)
     return None
+
+
+def class_folders(folder: Path) -> list[str]:
+    """The class folders of an image folder's split, sorted: the order of its labels."""
+    return sorted(path.name for path in folder.iterdir() if path.is_dir())
 
 
 def check_image_folder(settings: DatasetSettings) -> None:
@@ -112,7 +117,7 @@ def check_image_folder(settings: DatasetSettings) -> None:
         if not folder.is_dir():
             raise ConfigError("dataset.root", f"a folder with train/ and test/ class folders "
                               f"(no {split}/ in it)", str(root))
-        found[split] = sorted(path.name for path in folder.iterdir() if path.is_dir())
+        found[split] = class_folders(folder)
     if found["train"] != found["test"]:
         raise ConfigError("dataset.root", "the same class folders under train/ and test/",
                           f"train {found['train']} vs test {found['test']}")
