@@ -56,6 +56,30 @@ def test_paused_without_freezing_resumes_even_when_the_body_raises(collector_on)
     assert gc.get_freeze_count() == frozen
 
 
+ONE_FREEZE = """
+import gc, sys
+from classvis.track import prepare_store
+gc.enable()
+before = gc.get_freeze_count()
+prepare_store(f"sqlite:///{sys.argv[1]}/first.db")
+first = gc.get_freeze_count()
+alive = [[i] for i in range(50_000)]  # a caller's objects, garbage soon
+prepare_store(f"sqlite:///{sys.argv[1]}/second.db")
+print(before, first, gc.get_freeze_count(), gc.isenabled())
+"""
+
+
+def test_only_the_first_store_a_process_opens_freezes_its_objects(tmp_path):
+    done = subprocess.run([sys.executable, "-c", ONE_FREEZE, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, first, second, enabled = done.stdout.split()
+    assert int(first) > int(before) + 100_000  # MLflow and its SQLAlchemy store
+    assert int(second) <= int(first)  # the caller's 50,000 lists stay collectable
+    assert enabled == "True"
+    assert (tmp_path / "second.db").exists()
+
+
 class GcProbe:
     """A Hydra callback that records the collector's state around each job (``train.py``'s
     jobs run in its process with the basic launcher)."""

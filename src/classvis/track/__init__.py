@@ -148,7 +148,9 @@ def prepare_store(uri: str) -> None:
     MLflow cannot open is a one-line error naming ``tracking.uri``."""
     if uri in _PREPARED:
         return
-    with collector.paused():  # the first store imports MLflow and its SQLAlchemy store
+    # the first store imports MLflow and its SQLAlchemy store: frozen once per process, as what
+    # is alive when a later store opens may be garbage soon (a sweep's, a caller's)
+    with collector.paused(freeze=not _PREPARED):
         _prepare(uri)
     _PREPARED.add(uri)
 
