@@ -140,6 +140,20 @@ def _seed_and_threads():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_environment():
+    """Each test starts with the environment's ``MLFLOW_*`` variables as the session had them:
+    ``mlflow.set_tracking_uri`` and ``set_experiment`` (``track.connect`` in a test's process)
+    export the store and experiment to ``os.environ`` for subprocesses, and a later test's
+    ``train.py`` or ``classvis`` subprocess would otherwise inherit another test's store."""
+    before = {key: value for key, value in os.environ.items() if key.startswith("MLFLOW_")}
+    yield
+    for key in [key for key in os.environ if key.startswith("MLFLOW_")]:
+        if key not in before:
+            del os.environ[key]
+    os.environ.update(before)
+
+
 def training_runs(client, experiment_ids: list[str], **search) -> list:
     """The experiments' training runs, as ``client.search_runs`` returns them, without a sweep's
     parent run or the report's summary runs (both tagged ``classvis.kind``)."""
