@@ -337,8 +337,8 @@ def derived_cache_path(settings: DatasetSettings, fingerprint: str, what: str) -
     its decoded cache; None where there is no such cache (``dataset.cache=false``, digits)."""
     if not settings.cache or settings.loader in ("digits", "synthetic"):
         return None
-    return _cache_path(settings, fingerprint).with_name(
-        f"{settings.name}-{fingerprint}.{what}.safetensors")
+    decoded = _cache_path(settings, fingerprint)
+    return decoded.with_name(f"{decoded.stem}.{what}{decoded.suffix}")
 
 
 def cached_tensors(path: Path | None, key: str,
