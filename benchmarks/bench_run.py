@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from classvis import runkeys as keys
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -98,10 +100,10 @@ def sweep(tree: Path, folder: Path, env: dict[str, str]) -> tuple[float, float]:
     client = mlflow.MlflowClient(tracking_uri=store)
     runs = [run for experiment in client.search_experiments()
             for run in client.search_runs([experiment.experiment_id])
-            if "time/log" in run.data.metrics]
+            if keys.LOG_TIME in run.data.metrics]
     if len(runs) != 12:
         sys.exit(f"benchmark: the table5 sweep of {tree} left {len(runs)} runs, not 12")
-    return seconds, statistics.fmean(run.data.metrics["time/log"] for run in runs)
+    return seconds, statistics.fmean(run.data.metrics[keys.LOG_TIME] for run in runs)
 
 
 if __name__ == "__main__":
