@@ -30,7 +30,6 @@ def test_pause_and_resume_nest_and_restore_the_collector(collector_on):
     assert not gc.isenabled()
     collector.resume()
     assert not gc.isenabled()  # the outer pause still holds
-    [object() for _ in range(10)]
     holder = [[]]  # a tracked object made while paused
     collector.resume()
     assert gc.isenabled()

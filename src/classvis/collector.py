@@ -4,10 +4,10 @@ Python 3.11 runs its collector hundreds of times while those imports build their
 each full pass walks every object made so far: importing Hydra, torch, MLflow and MLflow's
 SQLAlchemy store took 4.3 s with the collector on and 3.6 s with it off (2-core machine). What
 the imports make lives as long as the process, so when they are done it is frozen out of the
-collector's reach (``gc.freeze``, once per process at each place: what a process holds later may
-be garbage soon) and the collector is turned back on. The few thousand cyclic
-objects the imports leave as garbage (about 10,000 of 440,000; collecting them would cost a
-0.3 s pass) are frozen with the rest, once per process.
+collector's reach (``gc.freeze``) and the collector is turned back on. Each place freezes once
+per process: what a process holds later may soon be garbage. The imports leave about 10,000
+unreachable objects of 440,000; they are frozen with the rest (collecting them first would cost a
+0.3 s pass).
 """
 
 from __future__ import annotations
