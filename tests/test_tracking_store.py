@@ -8,6 +8,8 @@ import sys
 import pytest
 from conftest import ROOT, training_runs
 
+from classvis.track import prepare_store
+
 JOB = """
 import sys
 from classvis.track import TrackingSettings, connect, tracked_run
@@ -17,9 +19,20 @@ with tracked_run(f"job {sys.argv[2]}", {"job": sys.argv[2]}) as run:
 """
 
 
+def opened_like_a_job(db) -> bool:
+    """Whether the store at ``db`` exists; if it does, it is opened the way a job opens it
+    (``prepare_store``, under its lock), so that a test's client that polls it never creates
+    or migrates the tables of a store a job is creating at that moment (MLflow's client does
+    so on a database without them; two at once leave it half-migrated)."""
+    if not db.exists():
+        return False
+    prepare_store(f"sqlite:///{db}")
+    return True
+
+
 def runs_so_far(client, db, experiment: str) -> list:
     """The experiment's training runs in the store at ``db`` (none while it does not exist)."""
-    found = client.get_experiment_by_name(experiment) if db.exists() else None
+    found = client.get_experiment_by_name(experiment) if opened_like_a_job(db) else None
     return training_runs(client, [found.experiment_id]) if found else []
 
 
@@ -91,7 +104,7 @@ def test_sigterm_during_a_run_marks_it_killed_with_the_reason(tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until the run is on its student steps
         experiment = (client.get_experiment_by_name("term")
-                      if (tmp_path / "store.db").exists() else None)
+                      if opened_like_a_job(tmp_path / "store.db") else None)
         runs = client.search_runs([experiment.experiment_id]) if experiment else []
         if runs and client.get_metric_history(runs[0].info.run_id, "teacher/loss"):
             break
