@@ -19,20 +19,24 @@ with tracked_run(f"job {sys.argv[2]}", {"job": sys.argv[2]}) as run:
 """
 
 
-def opened_like_a_job(db) -> bool:
-    """Whether the store at ``db`` exists; if it does, it is opened the way a job opens it
-    (``prepare_store``, under its lock), so that a test's client that polls it never creates
-    or migrates the tables of a store a job is creating at that moment (MLflow's client does
-    so on a database without them; two at once leave it half-migrated)."""
+def client_once_created(db):
+    """An ``MlflowClient`` on the store at ``db`` once a job has created it (None before). The
+    store is opened as a job opens it (``prepare_store``, under its lock), and only then is the
+    client made: making one opens its store, and MLflow creates the tables of a database
+    without them, so a test's client made while a job creates the store races that job's own
+    migration (the job then cannot open the store)."""
+    import mlflow
+
     if not db.exists():
-        return False
+        return None
     prepare_store(f"sqlite:///{db}")
-    return True
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{db}")
 
 
-def runs_so_far(client, db, experiment: str) -> list:
+def runs_so_far(db, experiment: str) -> list:
     """The experiment's training runs in the store at ``db`` (none while it does not exist)."""
-    found = client.get_experiment_by_name(experiment) if opened_like_a_job(db) else None
+    client = client_once_created(db)
+    found = client.get_experiment_by_name(experiment) if client is not None else None
     return training_runs(client, [found.experiment_id]) if found else []
 
 
@@ -92,7 +96,6 @@ def test_sigterm_during_a_run_marks_it_killed_with_the_reason(tmp_path):
     import signal
     import time
 
-    import mlflow
 
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     job = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "dataset=digits",
@@ -100,11 +103,10 @@ def test_sigterm_during_a_run_marks_it_killed_with_the_reason(tmp_path):
                             f"tracking.uri={uri}", "tracking.experiment=term"], cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    client = mlflow.MlflowClient(tracking_uri=uri)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until the run is on its student steps
-        experiment = (client.get_experiment_by_name("term")
-                      if opened_like_a_job(tmp_path / "store.db") else None)
+        client = client_once_created(tmp_path / "store.db")
+        experiment = client.get_experiment_by_name("term") if client is not None else None
         runs = client.search_runs([experiment.experiment_id]) if experiment else []
         if runs and client.get_metric_history(runs[0].info.run_id, "teacher/loss"):
             break
@@ -171,10 +173,8 @@ def test_a_sweep_killed_mid_job_is_completed_by_its_rerun_and_the_dead_run_marke
     first = subprocess.Popen([*sweep, f"hydra.sweep.dir={tmp_path}/a"], cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=environment, start_new_session=True)
-    client = mlflow.MlflowClient(tracking_uri=uri)
-
     def runs() -> list:
-        return runs_so_far(client, tmp_path / "store.db", "killed")
+        return runs_so_far(tmp_path / "store.db", "killed")
 
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:  # the second job's run has started
@@ -201,6 +201,7 @@ def test_a_sweep_killed_mid_job_is_completed_by_its_rerun_and_the_dead_run_marke
     killed = next(run for run in final if run.info.status == "KILLED")
     assert killed.data.tags["error"].startswith("Killed: its process ")
     # the killed sweep's parent run too; the re-run's parent ends FINISHED
+    client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("killed")
     parents = client.search_runs([experiment.experiment_id],
                                  filter_string="tags.`classvis.kind` = 'sweep'",
@@ -276,7 +277,6 @@ def test_joblib_workers_stop_with_their_killed_sweep(tmp_path):
     import signal
     import time
 
-    import mlflow
     import psutil
 
     uri = f"sqlite:///{tmp_path / 'store.db'}"
@@ -287,10 +287,8 @@ def test_joblib_workers_stop_with_their_killed_sweep(tmp_path):
          "teacher_cache.enabled=false"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
-    client = mlflow.MlflowClient(tracking_uri=uri)
-
     def runs() -> list:
-        return runs_so_far(client, tmp_path / "store.db", "orphans")
+        return runs_so_far(tmp_path / "store.db", "orphans")
 
     deadline = time.monotonic() + 180
     while len(runs()) < 2 and time.monotonic() < deadline:  # both workers are in a job
