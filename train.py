@@ -22,6 +22,11 @@ def main(cfg: DictConfig) -> dict[str, float]:
 
 
 if __name__ == "__main__":
+    from pathlib import Path
+
+    from classvis.commandline import refuse_unknown_choices
+
+    refuse_unknown_choices(Path(__file__).resolve().parent / "conf")
     collector.resume()
     with exit_without_teardown():
         main()

@@ -142,7 +142,7 @@ def test_a_lenet5_run_end_to_end_logs_its_models_and_metrics(tmp_path):
     client = client_for(db)
     (run,) = training_runs(client, [client.get_experiment_by_name("classvis").experiment_id])
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "mnist | lenet5 -> class_vis -> lenet5 | seed 0"
+    assert run.info.run_name == "mnist | lenet5 -> class_vis x10 -> lenet5 | seed 0"
     assert run.data.tags["teacher"] == run.data.tags["student"] == "lenet5"
     assert run.data.metrics["teacher/parameters"] == 61706
     assert run.data.metrics["teacher/accuracy"] > 0.9
@@ -167,7 +167,7 @@ def test_the_deep_preset_sets_visualizations_against_real_images_and_reports_bot
                    f"teacher_cache.dir={tmp_path}/teachers", f"hydra.sweep.dir={tmp_path}/sweep",
                    env={"CLASSVIS_DATA": str(data_root)})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 of 2 jobs succeeded" in result.stdout
+    assert "2 jobs: 2 succeeded," in result.stdout
     client = client_for(db)
     runs = training_runs(client, [client.get_experiment_by_name("deep").experiment_id])
     cells = sorted((r.data.tags["extractor"], r.data.tags["per_class"],
@@ -205,7 +205,7 @@ def test_the_cifar10_preset_runs_a_batchnorm_convnet_teacher_at_small_width(tmp_
                    f"hydra.sweep.dir={tmp_path}/sweep",
                    env={"CLASSVIS_DATA": str(tmp_path / "data")})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 of 2 jobs succeeded" in result.stdout
+    assert "2 jobs: 2 succeeded," in result.stdout
     client = client_for(db)
     runs = training_runs(client, [client.get_experiment_by_name("deep_cifar10").experiment_id])
     by_extractor = {r.data.tags["extractor"]: r for r in runs}

@@ -222,19 +222,23 @@ def test_bad_values_fail_at_the_door_in_one_line(tmp_path, override, message):
     assert "\n" not in str(error.value)
 
 
-def test_a_synthetic_set_too_large_for_memory_is_refused_before_any_work(monkeypatch):
+def test_a_synthetic_set_too_large_for_memory_is_refused_before_any_work(monkeypatch,
+                                                                          mnist_root):
     import collections
 
     import psutil
 
     free = collections.namedtuple("Memory", "available")
     monkeypatch.setattr(psutil, "virtual_memory", lambda: free(2 * 2**30))
-    settings_for("dataset=mnist", "extractor.per_class=1000", "extractor.start_std=0.1")
+    settings_for("dataset=mnist", f"data_root={mnist_root}",
+                 "extractor.per_class=1000", "extractor.start_std=0.1")
     with pytest.raises(ConfigError, match=r"^extractor.per_class: expected a synthetic set that "
                        r"fits in memory \(10000 x 10 images of 1x28x28 need about 2.6 GiB; this "
                        r"machine has 2.0 GiB free\), got 10000$"):
-        settings_for("dataset=mnist", "extractor.per_class=10000", "extractor.start_std=0.1")
-    settings_for("dataset=mnist", "extractor.per_class=10000", "extractor.start_std=0.1",
+        settings_for("dataset=mnist", f"data_root={mnist_root}",
+                     "extractor.per_class=10000", "extractor.start_std=0.1")
+    settings_for("dataset=mnist", f"data_root={mnist_root}",
+                 "extractor.per_class=10000", "extractor.start_std=0.1",
                  "dataset.classes=[3,8]", "privacy.enabled=false")  # 2 classes of the 10 fit
 
 

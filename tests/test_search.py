@@ -22,7 +22,7 @@ def test_optuna_search_maximises_student_accuracy_over_real_runs(tmp_path):
                    f"tracking.uri=sqlite:///{db}", "tracking.experiment=search",
                    f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "3 of 3 jobs succeeded" in result.stdout
+    assert "3 jobs: 3 succeeded," in result.stdout
     runs = runs_of(db, "search")
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
     # trials are told apart by name and carry the sampled values as params
@@ -61,7 +61,8 @@ def test_a_stored_study_is_continued_not_repeated_by_a_rerun(tmp_path):
     second = train(tmp_path, *common, "hydra.sweeper.n_trials=5", f"hydra.sweep.dir={tmp_path}/b")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "3 trial(s) complete, 2 to run (n_trials=5)" in second.stdout + second.stderr
-    assert "skipped" not in second.stdout  # no trial drew the parameters of an earlier one
+    # no trial drew the parameters of an earlier one
+    assert "classvis: skipped" not in second.stdout
     trials = optuna.load_study(study_name="classvis-student-accuracy", storage=storage).trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3 + ["FAIL"] + ["COMPLETE"] * 2
     complete = [t for t in trials if t.state.name == "COMPLETE"]

@@ -35,7 +35,7 @@ def test_rerun_sweep_skips_finished_jobs_unless_forced(tmp_path):
     second = train(tmp_path, "-m", *common, "seed=0,1,2", f"hydra.sweep.dir={tmp_path}/b")
     assert second.returncode == 0, second.stderr[-2000:]
     assert second.stdout.count("classvis: skipped digits") == 2
-    assert "3 of 3 jobs succeeded, 2 skipped as already FINISHED" in second.stdout
+    assert "3 jobs: 1 succeeded, 2 skipped as already" in second.stdout
     runs = runs_of(db, "resume")
     assert sorted(r.data.tags["seed"] for r in runs) == ["0", "1", "2"]
     # each sweep is a parent run; the re-run's parent says what it skipped and keeps those
@@ -64,7 +64,7 @@ def test_parallel_joblib_sweep_into_sqlite_loses_nothing(tmp_path):
                    "seed=0,1,2,3,4,5", f"tracking.uri=sqlite:///{db}",
                    "tracking.experiment=parallel", f"hydra.sweep.dir={tmp_path}/sweep")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "6 of 6 jobs succeeded" in result.stdout
+    assert "6 jobs: 6 succeeded, 0 skipped" in result.stdout
     assert "database is locked" not in result.stderr.lower()
     runs = runs_of(db, "parallel")
     assert sorted(r.data.tags["seed"] for r in runs) == [str(seed) for seed in range(6)]
@@ -86,7 +86,8 @@ def test_invalid_and_diverging_jobs_are_reported_and_the_others_run(tmp_path):
                    f"tracking.uri=sqlite:///{db}", "tracking.experiment=bad",
                    f"hydra.sweep.dir={tmp_path}/sweep")
     assert result.returncode == 1  # the sweep reports its failures...
-    assert "1 of 3 jobs succeeded" in result.stdout  # ...after running every job
+    assert "3 jobs: 1 succeeded, 0 skipped" in result.stdout  # ...after running every job
+    assert "RUNNING, 2 failed (" in result.stdout
     (line,) = [line for line in result.stderr.splitlines()
                if line.startswith("classvis: error (job 1:")]
     assert "trainer.teacher.lr=-1" in line
@@ -127,7 +128,7 @@ def test_hydra_grid_syntax_range_choice_and_glob_expand_to_runs(tmp_path):
                    "trainer.student.lr=choice(0.5,1.0)", f"tracking.uri=sqlite:///{db}",
                    "tracking.experiment=grid", f"hydra.sweep.dir={tmp_path}/sweep")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "8 of 8 jobs succeeded" in result.stdout
+    assert "8 jobs: 8 succeeded," in result.stdout
     runs = runs_of(db, "grid")
     cells = sorted((r.data.tags["extractor"], r.data.tags["seed"],
                     r.data.params["trainer.student.lr"]) for r in runs)

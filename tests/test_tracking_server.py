@@ -29,7 +29,7 @@ def test_cluster_jobs_log_runs_and_artifacts_to_a_tracking_server(tmp_path, mlfl
                    env={"MLFLOW_TRACKING_URI": mlflow_server,
                         "MLFLOW_EXPERIMENT_NAME": "shared-team"})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 of 2 jobs succeeded" in result.stdout
+    assert "2 jobs: 2 succeeded," in result.stdout
     assert len(list((tmp_path / "sweep").rglob("*_submitted.pkl"))) == 2  # really submitit's jobs
     assert not (tmp_path / "mlflow.db").exists()  # nothing went to the local default store
     client = mlflow.MlflowClient(tracking_uri=mlflow_server)
@@ -97,7 +97,7 @@ def test_a_server_restarting_mid_sweep_is_waited_for_and_one_gone_too_long_fails
     with mlflow_server_at(tmp_path, backend, *options, port=port):
         out, _ = first.communicate(timeout=300)
         assert first.returncode == 0, out[-3000:]
-        assert "1 of 1 jobs succeeded" in out
+        assert "1 jobs: 1 succeeded," in out
         assert "tracking store busy or unreachable" in out and "retrying for up to" in out
         assert [run.info.status for run in runs("0")] == ["FINISHED"]
 
@@ -107,7 +107,8 @@ def test_a_server_restarting_mid_sweep_is_waited_for_and_one_gone_too_long_fails
     out, _ = second.communicate(timeout=120)
     assert time.monotonic() - started < 60  # bounded: 2 s of retries per call, not minutes
     assert second.returncode != 0
-    assert "giving up" in out and "0 of 1 jobs succeeded" in out, out[-3000:]
+    assert "giving up" in out and "1 jobs: 0 succeeded" in out, out[-3000:]
+    assert "RUNNING, 1 failed" in out
     with mlflow_server_at(tmp_path, backend, *options, port=port):
         assert [run.info.status for run in runs("2")] == ["RUNNING"]
         third = sweep("2", 90, "c")

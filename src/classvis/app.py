@@ -129,6 +129,8 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
         tags[keys.SWAP_TARGETS] = settings.swap.targets
     if settings.compress.enabled:
         tags[keys.COMPRESS] = "biases"
+    if settings.caveat:
+        tags[keys.CAVEAT] = settings.caveat
     if settings.source is not None:
         tags.update({keys.EXTRACTOR: settings.source.get("extractor_name", "unknown"),
                      keys.PER_CLASS: settings.source.get("per_class", "1"),
@@ -144,8 +146,9 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
 
 
 def summary_line(run_name: str, result: pipeline.RunResult, metrics: dict[str, float],
-                 link: str) -> str:
-    """One line per finished run: what it was, the accuracies, the time, where to look."""
+                 link: str, caveat: str = "") -> str:
+    """One line per finished run: what it was, the accuracies, the time, where to look, and why
+    the combination is weak when it is (``RunSettings.caveat``)."""
     evaluations = result.evaluations
     parts = [f"{name.replace('_', ' ')} {evaluations[name].accuracy:.2%}"
              for name in ("teacher", "student", "untrained", "baseline_student", "compressed",
@@ -160,8 +163,9 @@ def summary_line(run_name: str, result: pipeline.RunResult, metrics: dict[str, f
                      f"{result.file_info['synthetic_agreement']:.2%}")
     if result.privacy is not None:
         parts.append(f"privacy distance ratio {result.privacy.ratio:.2f}")
+    weak = f"; weak by nature: {caveat}" if caveat else ""
     return (f"classvis: {run_name}: {', '.join(parts)} in {metrics[keys.TOTAL_TIME]:.1f}s "
-            f"({link})")
+            f"({link}){weak}")
 
 
 def run_link(uri: str, experiment_id: str, run_id: str) -> str:
@@ -183,13 +187,47 @@ class InvalidInput(Exception):
     """The run's data does not suit its config (found on loading it, before a run is opened)."""
 
 
+def _remove_output_dir(job: Job) -> None:
+    """A single run refused at the door leaves nothing behind: the folder Hydra made for it
+    (``outputs/<date>/<time>``, holding only Hydra's copy of the config and the log) goes,
+    and so do the parents it made that are left empty."""
+    if job.output_dir is None or not job.output_dir.is_dir():
+        return
+    import shutil
+
+    shutil.rmtree(job.output_dir, ignore_errors=True)
+    folder = job.output_dir.parent
+    while folder != job.base_dir and job.base_dir in folder.parents:
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            break
+        folder = folder.parent
+
+
 def _failed(job: Job, message: str, exit_code: int, **details: Any) -> dict[str, float]:
     where = f" (job {job.number}: {job.overrides})" if job.multirun else ""
     print(f"classvis: error{where}: {message}", file=sys.stderr, flush=True)
+    if not job.multirun and exit_code == 2:  # refused before any work
+        _remove_output_dir(job)
+        raise SystemExit(exit_code)
     _write_status(job, "FAILED", error=message, **details)
     if not job.multirun:
         raise SystemExit(exit_code)
     return {}  # the sweep carries on; a search sees a failed trial (no metrics)
+
+
+def _traceback_to_log_file() -> str | None:
+    """Write the exception being handled, with its traceback, to the job's log file only (Hydra's
+    ``<job dir>/<job name>.log``), so the console keeps one line per failed job; the file's
+    path, or None when the job logs to no file."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "job failed", (),
+                            sys.exc_info())
+    files = [handler for handler in logging.getLogger().handlers
+             if isinstance(handler, logging.FileHandler) and handler.baseFilename != os.devnull]
+    for handler in files:
+        handler.handle(record)
+    return files[0].baseFilename if files else None
 
 
 def _skip_if_finished(experiment_id: str, digest: str, settings: RunSettings,
@@ -298,7 +336,8 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job
         metrics[keys.TOTAL_TIME] = time.perf_counter() - started
         run.log_metrics(metrics)
     line = summary_line(name, result, metrics,
-                        run_link(settings.tracking.uri, experiment_id, run.run_id))
+                        run_link(settings.tracking.uri, experiment_id, run.run_id),
+                        settings.caveat)
     student = result.evaluations.get("student")
     accuracy = student.accuracy if student is not None else math.nan
     _write_status(job, "FINISHED", run_id=run.run_id, student_accuracy=accuracy)
@@ -418,10 +457,11 @@ def main(cfg: DictConfig) -> dict[str, float]:
     except OSError as error:  # a full disk, a read-only store: the reason says it all
         return _failed(job, f"{type(error).__name__}: {error}".splitlines()[0], exit_code=1)
     except Exception as error:
-        if not job.multirun:
-            raise
-        log.exception("job failed")
-        return _failed(job, f"{type(error).__name__}: {error}", exit_code=1)
+        where = _traceback_to_log_file()
+        if where is None and not job.multirun:
+            raise  # no log file to keep it in: the traceback is the only record
+        told = f"{type(error).__name__}: {error}".splitlines()[0]
+        return _failed(job, told + (f" (traceback in {where})" if where else ""), exit_code=1)
     if line is not None:
         print(line, flush=True)
     return metrics

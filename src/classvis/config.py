@@ -126,9 +126,15 @@ def _check_architectures(settings: RunSettings) -> None:
     """The models against the dataset's image size, and the stages that need the paper's dense
     models against the models chosen."""
     from classvis.data import check_class_names
-    from classvis.datafiles import check_image_folder, known_class_names, known_image_shape
+    from classvis.datafiles import (
+        check_image_folder,
+        ensure_torchvision_files,
+        known_class_names,
+        known_image_shape,
+    )
 
     check_image_folder(settings.dataset)
+    ensure_torchvision_files(settings.dataset)
     names = known_class_names(settings.dataset)
     if names is not None and settings.dataset.class_names is None:  # else checked by its parse
         if settings.dataset.classes is not None:
@@ -212,7 +218,12 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
         device=resolve_device(plain.get("device", "auto")),
     )
     require(isinstance(settings.force, bool), "force", "true or false", settings.force)
-    if settings.dataset.loader == "synthetic":
+    from_file = settings.dataset.loader == "synthetic"
+    if settings.trainer.student.augment_targets == "auto":
+        student = replace(settings.trainer.student,
+                          augment_targets="keep" if from_file else "teacher")
+        settings = replace(settings, trainer=replace(settings.trainer, student=student))
+    if from_file:
         settings = replace(settings, source_file=_read_source_file(settings))
         student = settings.trainer.student
         require(student.start == "own_init", "trainer.student.start",

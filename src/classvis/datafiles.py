@@ -105,6 +105,50 @@ def class_folders(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir() if path.is_dir())
 
 
+def _ways_out(settings: DatasetSettings, folder: str) -> str:
+    root = Path(str(settings.root))
+    ways = [f"CLASSVIS_DATA=<a folder holding {folder}>",
+            "dataset.download=false dataset.root=<that folder>",
+            "dataset=digits (bundled with scikit-learn, offline)"]
+    if settings.torchvision_class == "CIFAR10" and (root / "cifar10-jpg" / "train").is_dir():
+        ways.insert(0, f"dataset=cifar10_jpg (a JPEG copy is in {root / 'cifar10-jpg'})")
+    return "; ".join(ways)
+
+
+def ensure_torchvision_files(settings: DatasetSettings) -> None:
+    """A torchvision dataset's files, found, or downloaded (``dataset.download``) before any
+    work; else one line saying what was tried and the ways out. A failed download leaves no
+    folder behind."""
+    if settings.loader != "torchvision" or settings.root is None or _source_files(settings):
+        return
+    import contextlib
+    import io
+    import shutil
+
+    name = given(settings.torchvision_class, "dataset.torchvision_class", "a class")
+    folder = Path(settings.root) / TORCHVISION_CLASSES[name]
+    tried = "none there, and dataset.download=false"
+    if settings.download:
+        made = next((path for path in [*reversed(folder.parents), folder]
+                     if not path.exists()), None)
+        try:
+            import torchvision
+
+            with contextlib.redirect_stdout(io.StringIO()):  # torchvision's mirror-by-mirror talk
+                for train in (True, False):
+                    getattr(torchvision.datasets, name)(root=settings.root, train=train,
+                                                        download=True)
+            return
+        except Exception as error:  # URLError, a refused mirror, a checksum mismatch
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            tried = f"none there, and downloading them failed: {reason}"
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
+    holding = folder.name + ("/" if name.startswith("CIFAR") else "/raw/")
+    raise ConfigError("dataset.root", f"torchvision's {name} files in {folder} ({tried}); ways "
+                      f"out: {_ways_out(settings, holding)}", settings.root)
+
+
 def check_image_folder(settings: DatasetSettings) -> None:
     """An image folder's layout, before any work: train/ and test/ with the same class folders,
     at least two (one class makes every model trivially right). Listing folders reads no image."""

@@ -107,7 +107,9 @@ class StudentTraining:
     start: Literal["own_init", "teacher_init"] = "own_init"
     batch_size: int = 0
     augment: tuple[Operation, ...] = ()
-    augment_targets: Literal["teacher", "keep"] = "teacher"
+    # auto: teacher when the run has one, keep for a student from a synthetic set file
+    # (resolved at the door by classvis.config)
+    augment_targets: Literal["teacher", "keep", "auto"] = "teacher"
 
     def check(self, key: str) -> None:
         positive(self.lr, f"{key}.lr")
@@ -318,12 +320,14 @@ def distill(model: nn.Module, images: torch.Tensor, soft_targets: torch.Tensor,
             on_step: Callable[[int, float], None] | None = None,
             teacher: nn.Module | None = None) -> list[float]:
     """Train ``model`` to reproduce ``soft_targets`` (teacher logits) on ``images``; ``teacher``
-    re-scores augmented views when ``settings.augment_targets`` is ``teacher``.
+    re-scores augmented views when ``settings.augment_targets`` is ``teacher`` (or ``auto``
+    and a teacher is given).
 
     Returns the loss per step, on the step's own images (as augmented; mixtures excluded)."""
     require(len(images) == len(soft_targets), "images", "one soft target per image",
             (len(images), len(soft_targets)))
-    rescore = bool(settings.augment) and settings.augment_targets == "teacher"
+    rescore = bool(settings.augment) and (settings.augment_targets == "teacher" or (
+        settings.augment_targets == "auto" and teacher is not None))
     if rescore and teacher is None:
         raise ValueError("augment_targets=teacher needs the teacher (use keep without one)")
     if (settings.hidden_init == "span" and isinstance(model, Classifier)

@@ -27,6 +27,7 @@ SWAP = "swap"
 SWAP_CLASS = "swap.class"
 SWAP_TARGETS = "swap.targets"
 COMPRESS = "compress"
+CAVEAT = "caveat"                     # why the combination is weak by nature (RunSettings.caveat)
 SYNTHETIC_FILE = "synthetic_file"     # a student trained from an exported file
 SYNTHETIC_SOURCE_PREFIX = "synthetic_source_"
 CONFIG_DIGEST = "config_digest"       # resume: an identical resolved config

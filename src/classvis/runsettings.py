@@ -9,9 +9,9 @@ from typing import Any
 
 from classvis.compress import CompressSettings
 from classvis.data import DatasetSettings
-from classvis.extract import ExtractorSettings
+from classvis.extract import ClassVisSettings, ExtractorSettings
 from classvis.fit import TrainerSettings
-from classvis.models import AnyArchitecture
+from classvis.models import AnyArchitecture, is_dense
 from classvis.privacy import PrivacySettings
 from classvis.progress import Mode
 from classvis.swap import SwapSettings
@@ -140,6 +140,24 @@ class RunSettings:
         """The teacher recipe's settings (``trainer.teacher``) that differ from the paper's
         (``epochs=2``); empty for the paper's recipe."""
         return _differences(self.trainer.teacher)
+
+    @property
+    def caveat(self) -> str:
+        """Why this combination is weak by nature, and the setting to change; empty when it is
+        not (said in the run's summary line, so a low student is never left unexplained)."""
+        if self.from_file or not isinstance(self.extractor, ClassVisSettings):
+            return ""
+        convolutional = not is_dense(self.teacher)
+        if convolutional and self.extractor.target == "score" and not (
+                self.extractor.jitter or self.extractor.scale or self.extractor.clip):
+            return ("the paper's ascent, without priors, finds adversarial noise in a "
+                    "convolutional teacher (a student near chance): use extractor=deep_vis")
+        hidden = convolutional or bool(getattr(self.teacher, "hidden", ()))
+        if hidden and self.per_class == 1:
+            suggested = 10 if convolutional else 100
+            return ("one image per class cannot carry what a teacher's hidden layers know (the "
+                    f"paper's Section 10): set extractor.per_class={suggested}")
+        return ""
 
     @property
     def run_name(self) -> str:

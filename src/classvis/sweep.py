@@ -147,11 +147,9 @@ class SweepSummary(Callback):
             beats.close()
         records = job_records(sweep_dir)
         failed = [r for r in records if r["status"] == "FAILED"]
-        skipped = [r for r in records if r["status"] == "SKIPPED"]
-        note = f", {len(skipped)} skipped as already FINISHED" if skipped else ""
         where = f"; MLflow run {parent}" if parent else ""
-        print(f"classvis: sweep finished: {len(records) - len(failed)} of {len(records)} jobs "
-              f"succeeded{note} ({sweep_dir}{where})", flush=True)
+        print(f"classvis: sweep finished: {outcome_counts(records)} ({sweep_dir}{where})",
+              flush=True)
         for record in failed:
             print(f"classvis:   job {record['job']} ({record['overrides']}) failed: "
                   f"{record.get('error')}", file=sys.stderr, flush=True)
@@ -162,6 +160,15 @@ class SweepSummary(Callback):
                 log.warning("could not record the sweep in its parent run %s: %s", parent, error)
         if failed:
             raise SystemExit(1)
+
+
+def outcome_counts(records: list[dict[str, Any]]) -> str:
+    """``3 jobs: 1 succeeded, 1 skipped as already FINISHED, 1 failed``: every outcome counted
+    apart (a job skipped, or left to a run already RUNNING elsewhere, did not succeed here)."""
+    count = {status: sum(r["status"] == status for r in records)
+             for status in ("FINISHED", "SKIPPED", "FAILED")}
+    return (f"{len(records)} jobs: {count['FINISHED']} succeeded, {count['SKIPPED']} skipped as "
+            f"already FINISHED or RUNNING, {count['FAILED']} failed")
 
 
 def close_parent(sweep_dir: Path, sweep: dict[str, str], records: list[dict[str, Any]]) -> None:
