@@ -162,11 +162,17 @@ class SweepSummary(Callback):
             raise SystemExit(1)
 
 
+def status_counts(records: list[dict[str, Any]]) -> dict[str, int]:
+    """How many of the sweep's jobs ended FINISHED, SKIPPED and FAILED."""
+    return {status: sum(r["status"] == status for r in records)
+            for status in ("FINISHED", "SKIPPED", "FAILED")}
+
+
 def outcome_counts(records: list[dict[str, Any]]) -> str:
-    """``3 jobs: 1 succeeded, 1 skipped as already FINISHED, 1 failed``: every outcome counted
-    apart (a job skipped, or left to a run already RUNNING elsewhere, did not succeed here)."""
-    count = {status: sum(r["status"] == status for r in records)
-             for status in ("FINISHED", "SKIPPED", "FAILED")}
+    """``3 jobs: 1 succeeded, 1 skipped as already FINISHED or RUNNING, 1 failed``: every
+    outcome counted apart (a job skipped, or left to a run already RUNNING elsewhere, did not
+    succeed here)."""
+    count = status_counts(records)
     return (f"{len(records)} jobs: {count['FINISHED']} succeeded, {count['SKIPPED']} skipped as "
             f"already FINISHED or RUNNING, {count['FAILED']} failed")
 
@@ -178,8 +184,7 @@ def close_parent(sweep_dir: Path, sweep: dict[str, str], records: list[dict[str,
     from classvis.report.sweep import sweep_table
 
     parent, store = sweep["parent_run_id"], Store(sweep["tracking_uri"])
-    counts = {status: sum(r["status"] == status for r in records)
-              for status in ("FINISHED", "FAILED", "SKIPPED")}
+    counts = status_counts(records)
     runs = [RunRecord.of(run)
             for run in store.runs([r["run_id"] for r in records if r.get("run_id")])]
     table = sweep_table(runs)
