@@ -1,15 +1,17 @@
 """Progress bars for the long stages (teacher epochs, extraction steps, student steps).
 
 ``progress: auto`` (the default) shows them only when stderr is a terminal and the ``CI``
-environment variable is not set, so logs of batch jobs, Slurm and CI stay free of bar redraws;
-``true`` and ``false`` force them on or off. The numeric code only calls back ``(step, loss)``;
-the bars live here.
+environment variable is not set; elsewhere (a log file, a pipe, a batch job, a Slurm log, CI) a long
+stage prints a plain line at most every 30 s (stage, step / total, loss, elapsed), so nothing is
+silent for minutes and logs stay free of bar redraws. ``true`` forces the bars, ``false`` silences
+both. The numeric code only calls back ``(step, loss)``; the bars and lines live here.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal
@@ -34,18 +36,30 @@ def interactive(stream=None, environ=None) -> bool:
     return bool(isatty and isatty())
 
 
-class Progress:
-    """Hands out one bar per stage; ``Progress(False)`` hands out callbacks that do nothing."""
+PLAIN_EVERY_SECONDS = 30.0
 
-    def __init__(self, mode: Mode = "auto", stream=None, refresh_seconds: float = 0.2):
+
+class Progress:
+    """Hands out one bar (or plain-line writer) per stage; ``Progress(False)`` hands out callbacks
+    that do nothing. ``enabled`` says whether bars are drawn."""
+
+    def __init__(self, mode: Mode = "auto", stream=None, refresh_seconds: float = 0.2,
+                 plain_every: float = PLAIN_EVERY_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
         self.stream = sys.stderr if stream is None else stream
         self.refresh_seconds = refresh_seconds
         self.enabled = interactive(self.stream) if mode == "auto" else bool(mode)
+        self.plain = mode == "auto" and not self.enabled
+        self.plain_every = plain_every
+        self.clock = clock
 
     @contextmanager
     def bar(self, description: str, total: int, unit: str = "step",
             ) -> Iterator[Callable[[int, float], None]]:
         """A ``(step, loss)`` callback that moves a bar of ``total`` steps; closed on exit."""
+        if self.plain:
+            yield self._plain_lines(description, total, unit)
+            return
         if not self.enabled:
             yield lambda step, loss: None
             return
@@ -66,6 +80,22 @@ class Progress:
             yield update
         finally:
             bar.close()
+
+
+    def _plain_lines(self, description: str, total: int, unit: str) -> Callable[[int, float], None]:
+        started = last = self.clock()
+
+        def update(step: int, loss: float) -> None:
+            nonlocal last
+            now = self.clock()
+            if now - last < self.plain_every:
+                return
+            last = now
+            self.stream.write(f"classvis: {description}: {unit} {step}/{total}, loss {loss:.4g}, "
+                              f"{now - started:.0f} s elapsed\n")
+            self.stream.flush()
+
+        return update
 
 
 QUIET = Progress(False)
