@@ -105,7 +105,8 @@ def test_invalid_values_fail_before_any_work(override, message):
 
 
 def test_missing_data_root_with_download_off(tmp_path):
-    with pytest.raises(ConfigError, match=r"^dataset.root: expected an existing directory"):
+    with pytest.raises(ConfigError, match=r"^dataset.root: expected torchvision's MNIST files in "
+                       r".*absent/MNIST \(none there, and dataset.download=false\); ways out: "):
         settings_for(f"data_root={tmp_path}/absent", "dataset.download=false")
 
 

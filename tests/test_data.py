@@ -97,8 +97,6 @@ def test_unknown_class_name_is_a_one_line_error():
 
 
 @pytest.mark.parametrize("mapping,message", [
-    ({"root": "/no/such/folder", "download": False},
-     "dataset.root: expected an existing directory (download is off), got '/no/such/folder'"),
     ({"torchvision_class": "ImageNet22k"}, "dataset.torchvision_class: expected one of MNIST"),
     ({"class_names": ["a"], "classes": ["b", "a"]}, "dataset.classes: expected class names"),
     ({"colour": True}, "dataset.colour: expected no such key"),

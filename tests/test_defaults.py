@@ -158,3 +158,32 @@ def test_a_jobs_traceback_goes_to_its_log_file_only(tmp_path, capsys):
     written = (tmp_path / "job.log").read_text()
     assert "Traceback" in written and "ValueError: a bug" in written
     assert capsys.readouterr().err == ""
+
+
+def test_a_sweep_checks_every_jobs_data_before_its_first_job(tmp_path):
+    """A sweep over three datasets does not run one and then fail on the others' missing files:
+    one line per missing dataset, exit 2, nothing run or written."""
+    work = tmp_path / "work"
+    work.mkdir()
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m",
+                           "dataset=digits,mnist,fmnist", "seed=0,1", "dataset.download=false",
+                           f"data_root={tmp_path / 'none'}"], cwd=work, env=_offline_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert [line.split("): ")[0] for line in lines[:2]] == [
+        f"classvis: error (job 2: dataset=mnist seed=0 dataset.download=False "
+        f"data_root={tmp_path / 'none'} and 1 more job",
+        f"classvis: error (job 4: dataset=fmnist seed=0 dataset.download=False "
+        f"data_root={tmp_path / 'none'} and 1 more job"]
+    assert "invalid config: dataset.root: expected torchvision's MNIST files" in lines[0]
+    assert "ways out: CLASSVIS_DATA=<a folder holding MNIST/raw/>" in lines[0]
+    assert lines[2:] == ["classvis: error: the sweep's data is missing (see above); no job ran"]
+    assert list(work.iterdir()) == []  # no store, no multirun/ folder, no digits run
+
+
+def _offline_env() -> dict[str, str]:
+    import os
+
+    return {key: value for key, value in os.environ.items()
+            if key not in ("CLASSVIS_DATA", "CLASSVIS_CACHE", "MLFLOW_TRACKING_URI")}

@@ -79,9 +79,6 @@ class DatasetSettings:
                         f"a folder holding {split}/<class>/<images>",
                         str(root),
                     )
-            elif not self.download:
-                require(root.is_dir(), f"{key}.root", "an existing directory (download is off)",
-                        str(root))
 
 
 @dataclass

@@ -102,6 +102,7 @@ SWEEP_PID = "CLASSVIS_SWEEP_PID"  # the sweep's process, for the worker processe
 class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         os.environ[SWEEP_PID] = str(os.getpid())  # inherited by joblib's worker processes
+        refuse_missing_data(config)
         try:
             tracking = resolved_mapping(config.tracking, "tracking")
             tracking["uri"] = absolute_uri(tracking["uri"], Path.cwd())
@@ -160,6 +161,24 @@ class SweepSummary(Callback):
                 log.warning("could not record the sweep in its parent run %s: %s", parent, error)
         if failed:
             raise SystemExit(1)
+
+
+def refuse_missing_data(config: DictConfig) -> None:
+    """Every job's data found (or downloaded) before the first job, else one line per missing
+    dataset and exit status 2, before the store, the parent run or a job folder exists."""
+    from classvis.sweepjobs import missing_data
+
+    try:
+        lines = missing_data(config, Path(config.hydra.runtime.cwd))
+    except Exception as error:  # each job still checks its own data
+        log.warning("could not check the sweep's data before its first job: %s", error)
+        return
+    if lines:
+        for line in lines:
+            print(line, file=sys.stderr)
+        print("classvis: error: the sweep's data is missing (see above); no job ran",
+              file=sys.stderr, flush=True)
+        raise SystemExit(2)
 
 
 def status_counts(records: list[dict[str, Any]]) -> dict[str, int]:
