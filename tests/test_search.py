@@ -19,6 +19,7 @@ def test_optuna_search_maximises_student_accuracy_over_real_runs(tmp_path):
     result = train(tmp_path, "-m", "hparams_search=student_accuracy", "dataset=digits",
                    "hydra.sweeper.n_trials=3", "trainer.teacher.epochs=2",
                    "architecture@student=mlp",  # a student whose accuracy depends on the search
+                   "trainer.student.steps=300",
                    f"tracking.uri=sqlite:///{db}", "tracking.experiment=search",
                    f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -52,7 +53,7 @@ def test_a_stored_study_is_continued_not_repeated_by_a_rerun(tmp_path):
 
     db, storage = tmp_path / "store.db", f"sqlite:///{tmp_path / 'optuna.db'}"
     common = ("-m", "hparams_search=student_accuracy", "dataset=digits", "trainer.teacher.epochs=2",
-              f"hydra.sweeper.storage={storage}", f"tracking.uri=sqlite:///{db}",
+              "trainer.student.steps=300", f"hydra.sweeper.storage={storage}", f"tracking.uri=sqlite:///{db}",
               "tracking.experiment=study")
     first = train(tmp_path, *common, "hydra.sweeper.n_trials=3", f"hydra.sweep.dir={tmp_path}/a")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -82,6 +83,7 @@ def test_two_objectives_give_a_pareto_front(tmp_path):
     db = tmp_path / "store.db"
     result = train(tmp_path, "-m", "hparams_search=accuracy_vs_images", "dataset=digits",
                    "hydra.sweeper.n_trials=4", "trainer.teacher.epochs=2",
+                   "trainer.student.steps=300",
                    f"tracking.uri=sqlite:///{db}", "tracking.experiment=front",
                    f"hydra.sweep.dir={tmp_path}/s")
     assert result.returncode == 0, result.stderr[-3000:]
