@@ -20,6 +20,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one thread per worker process (and per train.py it starts): two workers on two cores
+    # with two threads each spent most of their time waiting on each other
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write ``array`` (uint8) in the IDX format of the MNIST files."""
