@@ -247,11 +247,17 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
                           f"layers (architecture@teacher=linear)", settings.teacher.label)
     _check_architectures(settings)
     if settings.swap.enabled:
-        settings.swap.donor_dataset(settings.dataset)  # the base dataset must keep every class
-        if settings.dataset.class_names is not None:
-            from classvis.data import check_class_names
-            check_class_names([settings.swap.replace], list(settings.dataset.class_names),
-                              "swap.replace")
+        from classvis.data import check_class_names
+        from classvis.datafiles import known_class_names
+
+        donor = settings.swap.donor_dataset(settings.dataset)  # the base keeps every class
+        names = known_class_names(settings.dataset)
+        if names is not None:  # the swapped class and the donor's, among the dataset's
+            check_class_names([settings.swap.replace], names, "swap.replace")
+            if donor.classes is not None:
+                check_class_names(list(donor.classes), names, "swap.donor_classes")
+            if donor.one_vs_rest is not None:
+                check_class_names([donor.one_vs_rest], names, "swap.donor_one_vs_rest")
     return settings
 
 
