@@ -119,18 +119,3 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path):
     results = [{k: v for k, v in run.data.metrics.items() if not k.startswith("time/")}
                for run in (first, second)]
     assert results[0] == results[1]
-
-
-def test_hydra_grid_syntax_range_choice_and_glob_expand_to_runs(tmp_path):
-    """The README's grid examples: glob over a config group, range over seeds, choice of values."""
-    db = tmp_path / "store.db"
-    result = train(tmp_path, "-m", *FAST, "extractor=glob(class_*)", "seed=range(0,2)",
-                   "trainer.student.lr=choice(0.5,1.0)", f"tracking.uri=sqlite:///{db}",
-                   "tracking.experiment=grid", f"hydra.sweep.dir={tmp_path}/sweep")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "8 jobs: 8 succeeded," in result.stdout
-    runs = runs_of(db, "grid")
-    cells = sorted((r.data.tags["extractor"], r.data.tags["seed"],
-                    r.data.params["trainer.student.lr"]) for r in runs)
-    assert cells == sorted((extractor, seed, lr) for extractor in ("class_average", "class_vis")
-                           for seed in ("0", "1") for lr in ("0.5", "1.0"))
