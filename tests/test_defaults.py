@@ -22,7 +22,7 @@ DIGITS = "dataset=digits"
 def test_a_hidden_layer_student_gets_the_deeper_students_recipe():
     student = settings_for(DIGITS, "architecture@student=mlp").trainer.student
     assert (student.optimizer, student.lr, student.steps, student.mixup, student.hidden_init) \
-        == ("sgd", 0.6, 3000, 100, "span")
+        == ("sgd", 0.1, 3000, 100, "span")
     linear = settings_for(DIGITS).trainer.student
     assert (linear.lr, linear.steps, linear.mixup, linear.hidden_init) == (1.0, 1000, 0, "model")
 
@@ -80,13 +80,17 @@ def test_a_student_from_a_file_keeps_the_files_targets_for_its_views(tmp_path):
     (["architecture@teacher=lenet5", "extractor=class_vis"], "use extractor=deep_vis"),
     (["architecture@teacher=mlp", "extractor=class_vis"], "set extractor.per_class=100"),
     (["architecture@teacher=lenet5", "extractor=deep_vis"], "set extractor.per_class=10"),
+    (["architecture@teacher=mlp"], "(architecture@student=lenet5) reached 92.7% from an MLP "
+                                   "teacher, 97.8% from a LeNet-5"),
+    (["architecture@teacher=lenet5", "architecture@student=mlp"], "97.8% from a LeNet-5"),
 ])
 def test_a_combination_weak_by_nature_names_the_setting_to_change(overrides, advice,
                                                                   mnist_root):
     caveat = settings_for("dataset=mnist", f"data_root={mnist_root}", *overrides).caveat
     assert caveat.endswith(advice) and "\n" not in caveat
     assert settings_for(DIGITS).caveat == ""
-    assert settings_for(DIGITS, "architecture@teacher=mlp").caveat == ""
+    assert settings_for("dataset=mnist", f"data_root={mnist_root}", "architecture@teacher=mlp",
+                        "architecture@student=lenet5").caveat == ""
 
 
 @pytest.mark.parametrize("arguments,message", [
