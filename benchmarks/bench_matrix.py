@@ -55,7 +55,7 @@ def measure(dataset: str, teacher: str, extractor: str, student: str, store: Pat
     started = time.perf_counter()
     done = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides,
                            f"tracking.uri=sqlite:///{store / 'mlflow.db'}",
-                           "tracking.experiment=matrix"], cwd=store, env=env,
+                           "tracking.experiment=matrix", "force=true"], cwd=store, env=env,
                           capture_output=True, text=True)
     seconds = time.perf_counter() - started
     record = {"dataset": dataset, "teacher": teacher, "extractor": extractor,
