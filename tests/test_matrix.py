@@ -59,6 +59,9 @@ KNOWN_WEAK = {
        "visualizations from noise, spread apart) leaves them noise the teacher does not tell "
        "apart: the same weakness as its 44% student on real MNIST (issue 25's open target)"
        for student in ("linear", "mlp")},
+    "cifar10_jpg | mlp -> class_vis -> mlp": "one image per class from a teacher with hidden "
+    "layers (the paper's Section 10; its caveat says so): with the deeper student's lr 0.1 (0.6 "
+    "diverged on real MNIST) its MLP student no longer beats chance on 3-channel images",
     **{f"digits | {teacher} -> deep_vis -> {student}": "deep_vis's jitter of 2 pixels and "
        "10% rescaling are a quarter of an 8x8 image: priors for larger images and "
        "convolutional teachers (class_vis suits a dense one)"
