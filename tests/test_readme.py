@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,8 +129,10 @@ def test_every_readme_command_runs_as_the_readme_says(tmp_path):
         if command.startswith(tuple(NOT_RUN)) or not command.startswith(RUNNABLE):
             continue
         argv = as_run(command, run_id)
+        started = time.perf_counter()
         done = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True,
                               timeout=600)
+        print(f"  {time.perf_counter() - started:5.1f} s  {command}")
         assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
         sweep = command.startswith("python train.py") and (
             "-m" in command.split() or "+experiment=" in command)
