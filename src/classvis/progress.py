@@ -81,7 +81,6 @@ class Progress:
         finally:
             bar.close()
 
-
     def _plain_lines(self, description: str, total: int, unit: str) -> Callable[[int, float], None]:
         started = last = self.clock()
 

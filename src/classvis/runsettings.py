@@ -159,7 +159,7 @@ class RunSettings:
                     f"paper's Section 10): set extractor.per_class={suggested}")
         if hidden and is_dense(self.student) and self.trainer.student.start == "own_init":
             return ("a dense student learns little from the visualizations of a teacher with "
-                    "hidden layers (32-49% on MNIST, docs/results.md): a convolutional student "
+                    "hidden layers (34-49% on MNIST, docs/results.md): a convolutional student "
                     "(architecture@student=lenet5) reached 92.7% from an MLP teacher, 97.8% "
                     "from a LeNet-5")
         return ""
