@@ -7,7 +7,9 @@ Times ``python train.py force=true`` (MNIST defaults, dataset cache and store wa
 first run, teacher from the cache) and ``python -m classvis.cli export <run> -o file`` with this
 tree's ``src`` and with the baseline's, each ``--repeats`` times, and prints the means and the
 ratio (this tree / baseline). ``--sweeps N`` also times the ``table5`` sweep N times per tree
-(fresh store and teacher cache each, dataset caches warm) with its mean ``time/log``. Needs the
+(fresh store and teacher cache each, dataset caches warm) with its mean ``time/log``, and lists
+every metric of its runs that differs between the trees; ``--searches N`` times the 20-trial
+search (``-m hparams_search=student_accuracy``, teacher cached) N times per tree. Needs the
 real MNIST (and, for the sweep, Fashion-MNIST and the CIFAR-10 JPEGs) under ``$CLASSVIS_DATA``
 (default ../shared/data). Targets (issue: start to result in a few seconds): a run at most 5 s,
 an export under 3 s, the sweep at most 50 s, at most 1 s of figures and logging per run.
@@ -45,6 +47,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweeps", type=int, default=0,
                         help="also time the table5 sweep this many times per tree")
+    parser.add_argument("--searches", type=int, default=0,
+                        help="also time the 20-trial search this many times per tree")
     args = parser.parse_args()
     data = Path(os.environ.get("CLASSVIS_DATA", ROOT.parent / "shared" / "data"))
     if not (data / "MNIST" / "raw").is_dir():
@@ -74,12 +78,20 @@ def main() -> None:
         for name, tree in trees.items():  # untimed: decode the datasets, fill their caches
             if args.sweeps:
                 sweep(tree, folder / f"warm-{name.replace(' ', '_')}", env)
+        results: dict[str, dict[str, dict[str, float]]] = {}
         for round_ in range(args.sweeps):
             for name, tree in trees.items():
-                seconds, log = sweep(tree, folder / f"sweep-{round_}-{name.replace(' ', '_')}",
-                                     env)
+                seconds, log, results[name] = sweep(
+                    tree, folder / f"sweep-{round_}-{name.replace(' ', '_')}", env)
                 times[name].setdefault("table5 sweep", []).append(seconds)
                 times[name].setdefault("time/log per run", []).append(log)
+        for round_ in range(args.searches):
+            for name, tree in trees.items():
+                seconds = search(tree, folder / f"search-{round_}-{name.replace(' ', '_')}",
+                                 env)
+                times[name].setdefault("20-trial search", []).append(seconds)
+    if results:
+        print(f"table5 metrics that differ between the trees: {moved(*results.values()) or 'none'}")
     for what in times["baseline"]:
         base, new = (statistics.fmean(times[name][what]) for name in trees)
         each = {name: ", ".join(f"{t:.2f}" for t in times[name][what]) for name in trees}
@@ -87,9 +99,38 @@ def main() -> None:
               f"({each['this tree']}), ratio {new / base:.3f}")
 
 
-def sweep(tree: Path, folder: Path, env: dict[str, str]) -> tuple[float, float]:
+TIMINGS = ("time/", "system/")  # metrics that measure the machine, not the run's result
+
+
+def moved(base: dict[str, dict[str, float]], new: dict[str, dict[str, float]]) -> str:
+    """The metrics of the runs (by name) that are not the same in both trees."""
+    if sorted(base) != sorted(new):
+        return f"the runs differ: {sorted(set(base) ^ set(new))}"
+    differences = []
+    for run in sorted(base):
+        for metric in sorted(set(base[run]) | set(new[run])):
+            if metric.startswith(TIMINGS):
+                continue
+            before, after = base[run].get(metric), new[run].get(metric)
+            if before != after:
+                differences.append(f"{run}: {metric} {before} -> {after}")
+    return "; ".join(differences)
+
+
+def search(tree: Path, folder: Path, env: dict[str, str]) -> float:
+    """The 20-trial search on MNIST into a fresh store, the teacher from the cache."""
+    folder.mkdir()
+    seconds, _ = timed([sys.executable, str(tree / "train.py"), "-m",
+                        "hparams_search=student_accuracy", "progress=false",
+                        f"tracking.uri=sqlite:///{folder / 'store.db'}"], tree, folder, env)
+    return seconds
+
+
+def sweep(tree: Path, folder: Path, env: dict[str, str]
+          ) -> tuple[float, float, dict[str, dict[str, float]]]:
     """The table5 sweep (12 jobs) into a fresh store with a fresh teacher cache (its three
-    teachers are trained), the dataset caches warm: its wall time and mean ``time/log``."""
+    teachers are trained), the dataset caches warm: its wall time, mean ``time/log`` and each
+    run's metrics by run name."""
     import mlflow
 
     folder.mkdir()
@@ -103,7 +144,8 @@ def sweep(tree: Path, folder: Path, env: dict[str, str]) -> tuple[float, float]:
             if keys.LOG_TIME in run.data.metrics]
     if len(runs) != 12:
         sys.exit(f"benchmark: the table5 sweep of {tree} left {len(runs)} runs, not 12")
-    return seconds, statistics.fmean(run.data.metrics[keys.LOG_TIME] for run in runs)
+    return (seconds, statistics.fmean(run.data.metrics[keys.LOG_TIME] for run in runs),
+            {run.info.run_name: dict(run.data.metrics) for run in runs})
 
 
 if __name__ == "__main__":

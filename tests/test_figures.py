@@ -1,10 +1,7 @@
-"""The run's figures: what they show, drawn in the drawing process or, whatever befalls it, in the
-run's own, byte for byte the same."""
+"""The run's figures: what they show, every kind a run draws, and one drawing per process for
+what the runs of a sweep share."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -54,64 +51,20 @@ def files(folder) -> dict[str, bytes]:
             for path in sorted(folder.rglob("*.png"))}
 
 
-@pytest.fixture
-def helper(monkeypatch):
-    """A drawing process of this test's own, stopped after it."""
-    monkeypatch.delenv(drawing.DISABLE, raising=False)
-    monkeypatch.setattr(drawing._Helper, "process", None)
-    monkeypatch.setattr(drawing._Helper, "broken", False)
-    drawing.start()
-    yield drawing._Helper
-    process = drawing._Helper.process
-    drawing.stop()
-    if process is not None:
-        process.wait(timeout=30)
+def test_every_kind_of_figure_is_drawn_as_a_png(tmp_path):
+    written = figure_list().draw(tmp_path)
+    assert sorted(str(path.relative_to(tmp_path)) for path in written) == EXPECTED
+    assert sorted(files(tmp_path)) == EXPECTED
+    for path in written:
+        with Image.open(path) as image:
+            assert image.format == "PNG" and min(image.size) > 100
 
 
-def test_the_drawing_process_draws_what_the_run_would_byte_for_byte(tmp_path, helper):
-    drawn_there = tmp_path / "there"
-    drawn_there.mkdir()
-    pending = drawing.submit(figure_list(), tmp_path / "spec1", drawn_there)
-    assert pending.sent
-    pending.wait(timeout_s=60)
-    assert helper.process is not None and helper.process.poll() is None  # still serving
-    drawn_here = tmp_path / "here"
-    drawing.draw(tmp_path / "spec1", drawn_here)  # what the run's own process draws
-    assert sorted(files(drawn_there)) == EXPECTED
-    assert files(drawn_there) == files(drawn_here)
-    with Image.open(drawn_there / "confusion" / "teacher.png") as image:
-        assert image.format == "PNG" and image.size[0] > 300
-
-
-@pytest.mark.parametrize("fault", ["killed", "stopped"])
-def test_whatever_befalls_the_drawing_process_the_run_has_every_figure(tmp_path, helper, caplog,
-                                                                        fault):
-    """Killed (say, out of memory) or hanging, the run's process draws the figures itself and
-    says so in one line."""
-    import os
-    import signal
-
-    out = tmp_path / "out"
-    out.mkdir()
-    process = helper.process
-    if fault == "killed":
-        process.kill()
-        process.wait(timeout=30)
-    else:
-        os.kill(process.pid, signal.SIGSTOP)
-    try:
-        with caplog.at_level("WARNING", logger="classvis"):
-            drawing.submit(figure_list(), tmp_path / "spec", out).wait(timeout_s=1.0)
-    finally:
-        if fault == "stopped":
-            os.kill(process.pid, signal.SIGCONT)
-    assert sorted(files(out)) == EXPECTED
-    (line,) = [record.getMessage() for record in caplog.records]
-    assert line == {"killed": "the drawing process ended (exit status -9); the run draws its "
-                              "figures itself",
-                    "stopped": "the drawing process did not answer within 1 s; the run draws "
-                               "its figures itself"}[fault]
-    assert helper.process is None and helper.broken  # later runs do not wait for it again
+def test_a_figure_argument_must_be_plain():
+    with pytest.raises(TypeError, match="an array or a plain value"):
+        drawing.FigureList().add("x.png", "image_grid", images=object())
+    with pytest.raises(ValueError, match="unknown figure kind"):
+        drawing.FigureList().add("x.png", "pie")
 
 
 def test_a_figure_is_drawn_once_per_process_for_what_it_shows(tmp_path, monkeypatch):
@@ -130,17 +83,7 @@ def test_a_figure_is_drawn_once_per_process_for_what_it_shows(tmp_path, monkeypa
         figures = drawing.FigureList()
         figures.add("c.png", "confusion_figure", confusion=confusion, class_names=["a", "b"],
                     title="Teacher (80.00%)", highlight=highlight)
-        figures.write(tmp_path / f"spec{index}")
-        drawing.draw(tmp_path / f"spec{index}", tmp_path / f"out{index}")
+        figures.draw(tmp_path / f"out{index}")
     assert drawn == ["Teacher (80.00%)", "Teacher (80.00%)"]  # the third highlights a class
     first, second, third = ((tmp_path / f"out{i}" / "c.png").read_bytes() for i in range(3))
     assert first == second != third
-
-
-def test_the_drawing_process_does_not_import_torch():
-    """It starts while the run imports torch: importing it too would take the other core's time."""
-    done = subprocess.run([sys.executable, "-c", "import sys, classvis.drawing, classvis.plots; "
-                           "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"

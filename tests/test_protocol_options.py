@@ -26,14 +26,15 @@ SIGMOID = ArchitectureSettings(name="mlp", hidden=(8,), activation="sigmoid", in
 def test_a_teacher_trained_for_steps_takes_exactly_that_many(monkeypatch):
     data = toy_data()   # 200 images: 10 minibatches of 20 per epoch
     steps = []
-    written_out = fit_module._written_out_step
+    make_optimizer = fit_module.make_optimizer
 
-    def counting(model, settings):
-        step = written_out(model, settings)
-        assert step is not None  # a dense teacher with plain SGD takes the written-out step
-        return lambda *args: steps.append(1) or step(*args)
+    def counting(*args, **kwargs):
+        optimizer = make_optimizer(*args, **kwargs)
+        step = optimizer.step
+        optimizer.step = lambda *a, **k: steps.append(1) or step(*a, **k)
+        return optimizer
 
-    monkeypatch.setattr(fit_module, "_written_out_step", counting)
+    monkeypatch.setattr(fit_module, "make_optimizer", counting)
     model = build_model(SIGMOID, data.image_shape, data.num_classes, 0)
     losses = fit(model, data.train_x, data.train_y,
                  TeacherTraining(batch_size=20, epochs=None, steps=25), seed=0)

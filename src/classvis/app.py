@@ -28,7 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from classvis import artifacts, drawing, pipeline
+from classvis import artifacts, pipeline
 from classvis import runkeys as keys
 from classvis.config import RunSettings, config_digest, resolved_mapping, run_settings
 from classvis.datafiles import source_location
@@ -309,9 +309,7 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job
         folder = staging / "artifacts"
         folder.mkdir()
         (folder / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
-        # the figures are drawn in the drawing process while the rest is logged
-        figures = drawing.submit(artifacts.write_artifacts(result, folder, name),
-                                 staging / "figures", folder)
+        figures = artifacts.write_artifacts(result, folder, name)
         run.set_tags({keys.TEACHER_SOURCE: result.teacher_source,
                       keys.TEACHER_KEY: result.teacher_key,
                       keys.CLASS_NAMES: json.dumps(result.class_names)})
@@ -329,7 +327,7 @@ def _run_tracked(cfg: DictConfig, settings: RunSettings, job: Job
             result, source_location(settings.dataset),
             f"{run.artifact_uri.rstrip('/')}/{keys.SYNTHETIC_SET_ARTIFACT}"))
         run.log_models(artifacts.run_models(result, settings.tracking.log_models))
-        figures.wait()
+        figures.draw(folder)
         run.log_artifacts(folder)
         metrics = artifacts.run_metrics(result)
         metrics[keys.LOG_TIME] = time.perf_counter() - logging_started
@@ -380,59 +378,9 @@ def _stop_with_the_sweep() -> None:
     threading.Thread(target=watch, name="classvis-sweep-watch", daemon=True).start()
 
 
-@contextlib.contextmanager
-def exit_without_teardown() -> Iterator[None]:
-    """Around a process's whole work (``train.py``): when the work ends, with a result or
-    ``SystemExit``, the process ends without the interpreter's teardown. Its final garbage
-    collections over the object graphs of torch, MLflow and SQLAlchemy took 1.1 s of a 7 s run,
-    and freeing those objects one by one another 0.2 s. Exit handlers still run, streams are
-    flushed and log files closed first; only when the main thread is the last one (otherwise the
-    objects are merely frozen out of the collector's reach, and the process exits as usual). An
-    exception ends the process the usual way, with its traceback."""
-    try:
-        yield
-    except SystemExit as stop:
-        _end_now(stop.code)
-        raise
-    except BaseException:
-        _let_go()
-        raise
-    _end_now(0)
-
-
-def _let_go() -> None:
-    """The drawing process is told to end; every object is frozen out of the garbage
-    collector's reach for the interpreter's teardown."""
-    import gc
-
-    drawing.stop()
-    gc.freeze()
-
-
-def _end_now(code: int | str | None) -> None:
-    """End the process with ``code`` (a ``SystemExit`` code) after its exit handlers, unless
-    another thread is still running: then only ``_let_go``, and the usual exit follows."""
-    import atexit
-
-    _let_go()
-    if threading.active_count() > 1:
-        return
-    if code is not None and not isinstance(code, int):  # what Python does with SystemExit("...")
-        print(code, file=sys.stderr)
-        code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    atexit._run_exitfuncs()
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code or 0)
-
-
 def main(cfg: DictConfig) -> dict[str, float]:
     """Run one experiment; returns its metrics (``student/accuracy``, ``synthetic/images``, ...)
     for a search to optimise, none when the job failed."""
-    drawing.start()  # train.py starts it first thing; a joblib worker here, for its jobs
     job = current_job()
     if job.multirun:
         _stop_with_the_sweep()

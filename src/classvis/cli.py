@@ -23,17 +23,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"classvis: error: unknown command {argv[0]!r}", file=stream)
         print(f"usage: classvis <command> [options]\n\ncommands:\n{lines}", file=stream)
         return 0 if stream is sys.stdout else 2
-    import gc
     import importlib
 
-    from classvis import collector
-
-    with collector.paused():  # the command's imports (torch, for some) make lasting objects
-        module = importlib.import_module(COMMANDS[argv[0]][0])
-    try:
-        return module.main(argv[1:])
-    finally:
-        gc.freeze()  # the interpreter's teardown need not walk MLflow's objects (see app)
+    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
 
 
 if __name__ == "__main__":

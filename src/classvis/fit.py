@@ -146,62 +146,6 @@ def _step(optimizer: Any, closure: Callable[[], torch.Tensor]
     return typing.cast(torch.Tensor, loss)
 
 
-Step = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
-
-
-def _written_out_step(model: nn.Module, settings: TeacherTraining) -> Step | None:
-    """For a dense model (the paper's linear and MLP teachers) trained by plain SGD on the CPU,
-    one step with the gradient written out: the very kernels autograd runs for cross-entropy
-    after linear layers and activations (log-softmax, its backward, the products, the
-    activations' backward), called directly and without the graph, so the parameters come out
-    bit for bit the same (tests/test_optim.py) in less time (benchmarks/bench_training.py).
-    None for any other setting."""
-    activation_backward: dict[type, Callable[[torch.Tensor, torch.Tensor, torch.Tensor],
-                                             torch.Tensor]] = {
-        # (upstream gradient, the activation's input, its output) -> the gradient at its
-        # input, by the kernels autograd uses for each
-        nn.ReLU: lambda grad, _, out: torch.ops.aten.threshold_backward(grad, out, 0),
-        nn.Tanh: lambda grad, _, out: torch.ops.aten.tanh_backward(grad, out),
-        nn.Sigmoid: lambda grad, _, out: torch.ops.aten.sigmoid_backward(grad, out),
-        nn.GELU: lambda grad, inp, _: torch.ops.aten.gelu_backward(grad, inp),
-    }
-    if not (isinstance(model, Classifier) and settings.optimizer == "sgd"
-            and settings.momentum == 0 and settings.weight_decay == 0
-            and settings.augment == "none" and model.output_layer.weight.device.type == "cpu"
-            and all(type(layer) in activation_backward for layer in list(model)[2::2])):
-        return None
-    layers = list(model)[1:]  # after the Flatten: linear, activation, linear, ..., linear
-
-    def step(inputs: torch.Tensor, labels: torch.Tensor, lr: float) -> torch.Tensor:
-        with torch.no_grad():
-            values = [inputs.flatten(1)]  # each layer's input, then the class scores
-            for layer in layers:
-                values.append(torch.addmm(layer.bias, values[-1], layer.weight.t())
-                              if isinstance(layer, nn.Linear) else layer(values[-1]))
-            log_probabilities = torch.log_softmax(values[-1], 1)
-            loss = F.nll_loss(log_probabilities, labels)
-            upstream = torch.zeros_like(log_probabilities).scatter_(
-                1, labels.unsqueeze(1), -1.0 / len(labels))
-            gradient = torch._log_softmax_backward_data(
-                upstream, log_probabilities, 1, log_probabilities.dtype)
-            updates = []
-            for index in range(len(layers) - 1, -1, -1):
-                layer, inp = layers[index], values[index]
-                if isinstance(layer, nn.Linear):
-                    updates.append((layer.weight, gradient.t().mm(inp)))
-                    updates.append((layer.bias, gradient.sum(0)))
-                    if index > 0:
-                        gradient = gradient.mm(layer.weight)
-                else:
-                    gradient = activation_backward[type(layer)](gradient, inp,
-                                                                values[index + 1])
-            for parameter, update in updates:  # after the whole backward pass, as autograd
-                parameter.add_(update, alpha=-lr)
-        return loss
-
-    return step
-
-
 def _check_finite(loss: torch.Tensor, what: str) -> None:
     if not torch.isfinite(loss):
         raise DivergenceError(f"{what} loss became {loss.item()}")
@@ -215,7 +159,6 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: 
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(settings.optimizer, model.parameters(), settings.lr,
                                settings.momentum, settings.weight_decay)
-    fused = _written_out_step(model, settings)
     model.train()
     count = len(images)
     total_steps = settings.total_steps(count)
@@ -237,13 +180,10 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: 
             if settings.augment != "none":
                 inputs = crop_flip(inputs, settings.crop_padding, settings.augment == "crop_flip",
                                    generator)
-            if fused is not None:
-                loss = fused(inputs, labels[batch], optimizer.param_groups[0]["lr"])
-            else:
-                loss = F.cross_entropy(model(inputs), labels[batch])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+            loss = F.cross_entropy(model(inputs), labels[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
             total += loss.detach() * len(batch)
             seen += len(batch)
             step += 1

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from classvis import collector
 from classvis import runkeys as keys
 from classvis.filelock import locked
 from classvis.settings import ConfigError, require, writable_folder
@@ -148,10 +147,7 @@ def prepare_store(uri: str) -> None:
     MLflow cannot open is a one-line error naming ``tracking.uri``."""
     if uri in _PREPARED:
         return
-    # the first store imports MLflow and its SQLAlchemy store: frozen once per process, as what
-    # is alive when a later store opens may be garbage soon (a sweep's, a caller's)
-    with collector.paused(freeze=not _PREPARED):
-        _prepare(uri)
+    _prepare(uri)
     _PREPARED.add(uri)
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import classvis
-from classvis import collector
 from classvis.track import retrying
 
 CODE_FILE = Path(__file__).with_name("model_code.py")
@@ -81,7 +80,5 @@ def _log_one(model: Any) -> str:
 
 def log_models(models: list[Any]) -> dict[str, str]:
     """Log each ``artifacts.ModelRecord`` as an MLflow model of the active run; returns each
-    one's model URI. The collector stays off meanwhile: the first model imports MLflow's model
-    code (0.3 s with the collector on; ``classvis.collector``)."""
-    with collector.paused(freeze=False):  # the run's objects are alive: nothing is frozen
-        return {model.name: _log_one(model) for model in models}
+    one's model URI."""
+    return {model.name: _log_one(model) for model in models}
