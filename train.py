@@ -3,13 +3,19 @@
 See README.md for the config groups and the override syntax.
 """
 
-from pathlib import Path
+from classvis import runtime
 
-import hydra
-from omegaconf import DictConfig
+runtime.start()
 
-from classvis.app import main as run_experiment
-from classvis.commandline import refuse_unknown_choices
+from pathlib import Path  # noqa: E402  (after runtime.start: the imports collect less often)
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from classvis.app import main as run_experiment  # noqa: E402
+from classvis.commandline import refuse_unknown_choices  # noqa: E402
+
+runtime.imports_done()
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")

@@ -25,7 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if stream is sys.stdout else 2
     import importlib
 
-    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+    from classvis import runtime
+
+    runtime.start()
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    runtime.imports_done()
+    return module.main(argv[1:])
 
 
 if __name__ == "__main__":
