@@ -11,7 +11,9 @@ import torch
 
 from classvis.artifacts import ModelRecord
 from classvis.models import build_model, describe_model, parse_architecture
-from classvis.track import TrackingSettings, connect, tracked_run
+from classvis.track.connect import connect
+from classvis.track.runs import tracked_run
+from classvis.track.settings import TrackingSettings
 
 
 @pytest.mark.parametrize("architecture,shape", [

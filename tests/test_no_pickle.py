@@ -57,7 +57,9 @@ def test_a_payload_as_a_logged_models_weights_never_runs(tmp_path, monkeypatch):
 
     from classvis.artifacts import ModelRecord
     from classvis.models import build_model, describe_model, parse_architecture
-    from classvis.track import TrackingSettings, connect, tracked_run
+    from classvis.track.connect import connect
+    from classvis.track.runs import tracked_run
+    from classvis.track.settings import TrackingSettings
 
     monkeypatch.chdir(tmp_path)
     settings = parse_architecture({"name": "linear"}, "student")

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from classvis.runkeys import metric_key
 from classvis.synthetic import SyntheticSet
-from classvis.track import flatten
+from classvis.track.runs import flatten
 
 
 def test_round_trip_is_exact(tmp_path):

@@ -8,11 +8,13 @@ import sys
 import pytest
 from conftest import ROOT, training_runs
 
-from classvis.track import prepare_store
+from classvis.track.connect import prepare_store
 
 JOB = """
 import sys
-from classvis.track import TrackingSettings, connect, tracked_run
+from classvis.track.connect import connect
+from classvis.track.runs import tracked_run
+from classvis.track.settings import TrackingSettings
 connect(TrackingSettings(sys.argv[1], "race"))
 with tracked_run(f"job {sys.argv[2]}", {"job": sys.argv[2]}) as run:
     run.log_series({"value": [(step, float(sys.argv[2])) for step in range(20)]})
@@ -63,7 +65,8 @@ def test_processes_creating_one_new_store_at_once_lose_nothing(tmp_path):
 
 def test_a_store_mlflow_cannot_open_is_one_line_naming_the_key(tmp_path):
     from classvis.settings import ConfigError
-    from classvis.track import TrackingSettings, connect
+    from classvis.track.connect import connect
+    from classvis.track.settings import TrackingSettings
 
     broken = tmp_path / "broken.db"
     broken.write_bytes(b"this is not an SQLite database, nor a half of one" * 100)
@@ -78,7 +81,8 @@ def test_an_unreachable_tracking_server_is_one_line_within_seconds():
     import time
 
     from classvis.settings import ConfigError
-    from classvis.track import TrackingSettings, connect
+    from classvis.track.connect import connect
+    from classvis.track.settings import TrackingSettings
 
     started = time.perf_counter()
     with pytest.raises(ConfigError) as raised:
@@ -132,7 +136,10 @@ def test_sigterm_inside_a_store_call_waits_for_the_call_then_stops_the_run(tmp_p
 
     import mlflow
 
-    from classvis.track import Terminated, TrackingSettings, connect, tracked_run
+    from classvis.track.connect import connect
+    from classvis.track.interrupt import Terminated
+    from classvis.track.runs import tracked_run
+    from classvis.track.settings import TrackingSettings
 
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     connect(TrackingSettings(uri, "mid-call"))
@@ -252,7 +259,7 @@ def test_a_dataset_two_jobs_log_at_once_is_retried_not_failed():
     to a server at once, one insert fails on the unique key (seen in CI with two submitit jobs);
     the next try finds the dataset and succeeds."""
     from classvis.artifacts import DatasetInput
-    from classvis.track import TrackedRun
+    from classvis.track.runs import TrackedRun
 
     class RacingClient:
         calls = 0

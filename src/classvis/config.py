@@ -25,7 +25,7 @@ from classvis.runsettings import RunSettings, SourceFile
 from classvis.settings import ConfigError, parse, require
 from classvis.swap import SwapSettings
 from classvis.teacher_cache import TeacherCacheSettings
-from classvis.track import TrackingSettings, absolute_uri
+from classvis.track.settings import TrackingSettings, absolute_uri
 
 
 def resolved_mapping(node: Any, key: str, throw_on_missing: bool = False) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from classvis.progress import Mode
 from classvis.swap import SwapSettings
 from classvis.synthetic import SyntheticSet
 from classvis.teacher_cache import TeacherCacheSettings
-from classvis.track import TrackingSettings
+from classvis.track.settings import TrackingSettings
 
 
 @dataclass(frozen=True, eq=False)

@@ -28,8 +28,9 @@ from omegaconf import DictConfig, OmegaConf
 from classvis import runkeys as keys
 from classvis.config import resolved_mapping
 from classvis.settings import parse
-from classvis.track import TrackingSettings, absolute_uri, connect
+from classvis.track.connect import connect
 from classvis.track.liveness import heartbeat, identity
+from classvis.track.settings import TrackingSettings, absolute_uri
 from classvis.track.store import Store
 
 log = logging.getLogger("classvis")

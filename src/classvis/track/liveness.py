@@ -65,7 +65,7 @@ def reap(client: Any, experiment_id: str, digest: str, stale_after: float,
     """Mark the experiment's dead RUNNING runs whose ``tag`` is ``digest`` (by default: of that
     config) KILLED with the reason. Returns ``[(run id, reason)]`` for those, and a live one if
     there is one (else None)."""
-    from classvis.track import retrying
+    from classvis.track.retry import retrying
 
     runs = retrying(functools.partial(
         client.search_runs, [experiment_id],

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import classvis
-from classvis.track import retrying
+from classvis.track.retry import retrying
 
 CODE_FILE = Path(__file__).with_name("model_code.py")
 # what rebuilds a network: the package marker, the settings parser and the architectures

@@ -12,7 +12,10 @@ from typing import Any
 
 from classvis import runkeys as keys
 from classvis.settings import ConfigError
-from classvis.track import TrackedRun, TrackingSettings, absolute_uri, prepare_store, retrying
+from classvis.track.connect import prepare_store
+from classvis.track.retry import retrying
+from classvis.track.runs import TrackedRun
+from classvis.track.settings import TrackingSettings, absolute_uri
 
 
 class StoreError(RuntimeError):

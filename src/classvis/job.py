@@ -1,0 +1,37 @@
+"""A job of ``train.py``: what it is (one run or one job of a sweep) and the status file it leaves
+in its folder for the sweep to count."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from classvis.runsettings import RunSettings
+from classvis.sweep import STATUS_FILE
+
+
+@dataclass(frozen=True)
+class Job:
+    multirun: bool
+    number: int | None
+    overrides: str
+    base_dir: Path
+    output_dir: Path | None
+    search: bool = False  # a trial of a hyperparameter search (the Optuna sweeper)
+    parent_run: str | None = None  # the sweep's parent run
+
+    def run_name(self, settings: RunSettings) -> str:
+        """The run's name; trials of a search share everything else, so they get their number."""
+        if self.search and self.number is not None:
+            return f"{settings.run_name} | trial {self.number}"
+        return settings.run_name
+
+
+def write_status(job: Job, status: str, **details: Any) -> None:
+    if job.output_dir is None:
+        return
+    job.output_dir.mkdir(parents=True, exist_ok=True)
+    record = {"status": status, "job": job.number, "overrides": job.overrides, **details}
+    (job.output_dir / STATUS_FILE).write_text(json.dumps(record, indent=2))

@@ -1,0 +1,62 @@
+"""A sweep worker's lifecycle: a joblib worker whose sweep process died ends its running job's run
+KILLED and stops, instead of going on with queued jobs nobody waits for."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from classvis import runkeys as keys
+from classvis.sweep import SWEEP_PID
+from classvis.track.retry import retrying
+
+ORPHAN_GRACE_S = 15.0  # after its sweep died, how long a worker's run has to end KILLED
+_watching_the_sweep = False
+sweep_gone = threading.Event()
+_running: list[Any] = []  # the TrackedRun of the job this process is running, if any
+
+
+def stop_with_the_sweep() -> None:
+    """In a worker process of a sweep (joblib's), stop when the sweep's process dies: a worker
+    left behind would go on with queued jobs nobody waits for. The running job's run ends KILLED
+    (SIGTERM), then the worker exits."""
+    global _watching_the_sweep
+    sweep = os.environ.get(SWEEP_PID)
+    if _watching_the_sweep or sweep is None or int(sweep) == os.getpid() or (
+            os.getppid() != int(sweep)):
+        return
+    _watching_the_sweep = True
+
+    def watch() -> None:
+        while os.getppid() == int(sweep):
+            time.sleep(1.0)
+        print(f"classvis: the sweep's process (pid {sweep}) is gone; this worker "
+              f"(pid {os.getpid()}) stops", file=sys.stderr, flush=True)
+        sweep_gone.set()
+        for run in list(_running):  # marked from here: the worker may not outlive its SIGTERM
+            with contextlib.suppress(Exception):
+                run.set_tags({keys.ERROR: f"Killed: its sweep's process (pid {sweep}) died",
+                              keys.STATUS_REASON: "killed"}, retry_for_s=5.0)
+                retrying(functools.partial(run.client.set_terminated, run.run_id, "KILLED"),
+                         retry_for_s=5.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(ORPHAN_GRACE_S)
+        os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="classvis-sweep-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def while_running(run: Any) -> Iterator[None]:
+    _running.append(run)
+    try:
+        yield
+    finally:
+        _running.remove(run)
