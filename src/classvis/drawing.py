@@ -24,21 +24,20 @@ _KEPT = 16
 class FigureList:
     """The figures of a run: (file, plots function, its arguments)."""
 
-    figures: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    # (file, plots function, its arguments, what the figure shows: ``_key``)
+    figures: list[tuple[str, str, dict[str, Any], str]] = field(default_factory=list)
 
     def add(self, path: str, kind: str, **arguments: Any) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown figure kind {kind!r}")
-        _check_plain(arguments)
-        self.figures.append((path, kind, arguments))
+        self.figures.append((path, kind, arguments, _key(kind, arguments)))
 
     def draw(self, folder: Path) -> list[Path]:
         """Draw every figure into ``folder``; returns the files written."""
         from classvis import plots  # matplotlib: imported by the runs that draw
 
         written = []
-        for path, kind, arguments in self.figures:
-            key = _key(kind, arguments)
+        for path, kind, arguments, key in self.figures:
             png = _DRAWN.get(key)
             if png is None:
                 buffer = io.BytesIO()
@@ -53,23 +52,9 @@ class FigureList:
         return written
 
 
-def _check_plain(value: Any) -> None:
-    if isinstance(value, np.ndarray) or value is None or isinstance(value, (str, int, float,
-                                                                              bool)):
-        return
-    if isinstance(value, dict):
-        for item in value.values():
-            _check_plain(item)
-        return
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            _check_plain(item)
-        return
-    raise TypeError(f"a figure argument must be an array or a plain value, not {value!r}")
-
-
 def _key(kind: str, arguments: dict[str, Any]) -> str:
-    """What a figure shows, as a digest of its kind and arguments (arrays by their bytes)."""
+    """What a figure shows, as a digest of its kind and arguments (arrays by their bytes); a
+    ``TypeError`` for an argument that is neither an array nor a plain value."""
     digest = hashlib.sha256(kind.encode())
 
     def feed(value: Any) -> Any:
@@ -81,7 +66,9 @@ def _key(kind: str, arguments: dict[str, Any]) -> str:
             return {key: feed(item) for key, item in value.items()}
         if isinstance(value, (list, tuple)):
             return [feed(item) for item in value]
-        return value
+        if value is None or isinstance(value, (str, int, float, bool)):
+            return value
+        raise TypeError(f"a figure argument must be an array or a plain value, not {value!r}")
 
     digest.update(json.dumps(feed(arguments), sort_keys=True).encode())
     return f"{kind}:{digest.hexdigest()}"
