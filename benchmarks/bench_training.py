@@ -60,14 +60,14 @@ def main() -> None:
     from classvis.data import DatasetSettings, load_dataset
     from classvis.extract import ClassVisSettings, class_vis
     from classvis.fit import TeacherTraining, fit
-    from classvis.models import ArchitectureSettings, build_model
+    from classvis.models import DenseSettings, build_model
     from classvis.settings import parse
 
     cache = tempfile.mkdtemp(prefix="classvis-bench-")
     data = load_dataset(parse(DatasetSettings, {
         "name": "mnist", "loader": "torchvision", "torchvision_class": "MNIST", "root": str(root),
         "download": False, "cache_dir": cache}, "dataset"))
-    linear = ArchitectureSettings(name="linear")
+    linear = DenseSettings(name="linear")
     recipe = TeacherTraining(lr=0.5, batch_size=100, epochs=args.epochs)
     samples = len(data.train_x) * args.epochs
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)  # pay torch.optim's import once
@@ -119,7 +119,7 @@ def main() -> None:
     print(f"  project vs bare in-memory loop: {results['project'] / results['bare']:.2f}x the time "
           f"(target <= 1.3x)")
 
-    mlp30 = ArchitectureSettings(name="mlp", hidden=(30,))
+    mlp30 = DenseSettings(name="mlp", hidden=(30,))
     mlp_recipe = TeacherTraining(lr=0.1, batch_size=100, epochs=args.epochs)
 
     mlp_times = {name: timed(function, repeats=2)
@@ -133,7 +133,7 @@ def main() -> None:
 
     teacher = build_model(linear, data.image_shape, data.num_classes, seed=0)
     fit(teacher, data.train_x, data.train_y, TeacherTraining(epochs=1), seed=0)
-    mlp = build_model(ArchitectureSettings(name="mlp", hidden=(30,)), data.image_shape,
+    mlp = build_model(DenseSettings(name="mlp", hidden=(30,)), data.image_shape,
                       data.num_classes, seed=0)
     fit(mlp, data.train_x, data.train_y, TeacherTraining(epochs=1, lr=0.1), seed=0)
     for label, model in (("linear", teacher), ("mlp30", mlp)):

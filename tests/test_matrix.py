@@ -264,16 +264,6 @@ def first_classes(overrides: list[str]) -> list[str]:
     return [f"dataset.classes=[{','.join(names[:CLASSES])}]"] if len(names) > CLASSES else []
 
 
-def test_the_groups_mirror_the_registries():
-    assert set(ARCHITECTURE_OPTIONS) == set(ARCHITECTURES)
-    from classvis.extract import EXTRACTORS
-
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        named = {compose(config_name="config", overrides=[f"extractor={option}"]).extractor.name
-                 for option in EXTRACTOR_OPTIONS[1:]}
-    assert named == set(EXTRACTORS)  # every registered extractor has a preset to choose it
-
-
 def test_a_student_choice_changes_only_the_student_nodes():
     rng = random.Random(0)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

@@ -19,11 +19,11 @@ from classvis.extract import (
     soft_targets,
 )
 from classvis.fit import DivergenceError, StudentTraining, TeacherTraining, distill, fit
-from classvis.models import ArchitectureSettings, build_model, count_parameters
+from classvis.models import DenseSettings, build_model, count_parameters
 from classvis.settings import ConfigError
 
-LINEAR = ArchitectureSettings(name="linear")
-MLP = ArchitectureSettings(name="mlp", hidden=(16,))
+LINEAR = DenseSettings(name="linear")
+MLP = DenseSettings(name="mlp", hidden=(16,))
 
 
 def toy_data(classes: int = 4, per_class: int = 50, side: int = 6, seed: int = 0) -> ImageData:

@@ -7,7 +7,7 @@ import io
 import torch
 
 from classvis.fit import StudentTraining, distill
-from classvis.models import ArchitectureSettings, build_model
+from classvis.models import DenseSettings, build_model
 from classvis.progress import Progress, interactive
 
 
@@ -26,7 +26,7 @@ def test_auto_shows_bars_on_a_terminal_only_and_never_under_ci():
 def test_a_bar_follows_the_steps_and_closes():
     stream = Terminal()
     progress = Progress(True, stream=stream, refresh_seconds=0)
-    model = build_model(ArchitectureSettings("linear"), (1, 4, 4), 3, seed=0)
+    model = build_model(DenseSettings("linear"), (1, 4, 4), 3, seed=0)
     images, targets = torch.randn(6, 1, 4, 4), torch.randn(6, 3)
     with progress.bar("student", 50) as bar:
         distill(model, images, targets, StudentTraining(steps=50, lr_scaling="none", lr=0.1),

@@ -16,11 +16,11 @@ from test_numeric import toy_data
 from classvis import fit as fit_module
 from classvis.data import load_dataset
 from classvis.fit import TeacherTraining, fit
-from classvis.models import ArchitectureSettings, build_model
+from classvis.models import DenseSettings, build_model
 from classvis.pipeline import _student, stage_seed
 from classvis.settings import ConfigError, parse
 
-SIGMOID = ArchitectureSettings(name="mlp", hidden=(8,), activation="sigmoid", init="glorot")
+SIGMOID = DenseSettings(name="mlp", hidden=(8,), activation="sigmoid", init="glorot")
 
 
 def test_a_teacher_trained_for_steps_takes_exactly_that_many(monkeypatch):
@@ -63,7 +63,7 @@ def test_epochs_and_steps_exclude_each_other(mapping, message):
 
 
 def test_glorot_init_draws_every_weight_uniformly_within_its_bound_and_zeroes_biases():
-    model = build_model(ArchitectureSettings(name="mlp", hidden=(30,), init="glorot"),
+    model = build_model(DenseSettings(name="mlp", hidden=(30,), init="glorot"),
                         (1, 28, 28), 10, seed=3)
     for layer in (model[1], model[3]):
         bound = math.sqrt(6 / (layer.in_features + layer.out_features))
@@ -71,7 +71,7 @@ def test_glorot_init_draws_every_weight_uniformly_within_its_bound_and_zeroes_bi
         assert layer.weight.abs().max() > 0.95 * bound          # fills the interval
         assert abs(layer.weight.std().item() - bound / math.sqrt(3)) < 0.05 * bound
         assert torch.count_nonzero(layer.bias) == 0
-    again = build_model(ArchitectureSettings(name="mlp", hidden=(30,), init="glorot"),
+    again = build_model(DenseSettings(name="mlp", hidden=(30,), init="glorot"),
                         (1, 28, 28), 10, seed=3)
     assert torch.equal(again[1].weight, model[1].weight)
 

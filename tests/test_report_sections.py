@@ -182,8 +182,8 @@ def test_section8_keeps_one_vs_rest_balances_apart_and_shows_both_test_sets():
 
 def deep_record(number: int, k: int, seed: int, accuracy: float, extractor: str
                 ) -> report.RunRecord:
-    tags = {"dataset": "mnist", "teacher": "lenet5", "student": "lenet5", "extractor": extractor,
-            "per_class": str(k), "seed": str(seed)}
+    tags = {"dataset": "mnist", "teacher": "lenet5", "teacher.dense": "false",
+            "student": "lenet5", "extractor": extractor, "per_class": str(k), "seed": str(seed)}
     if extractor == "class_vis":
         tags["extractor_variant"] = "jitter=2"
     metrics = {"student/accuracy": accuracy, "teacher/accuracy": 0.99,

@@ -12,10 +12,10 @@ from test_numeric import toy_data
 
 from classvis import fit as fit_module
 from classvis.fit import TeacherTraining, fit
-from classvis.models import ArchitectureSettings, build_model
+from classvis.models import DenseSettings, build_model
 from classvis.teacher_cache import TeacherCacheSettings, obtain_teacher, teacher_key
 
-LINEAR = ArchitectureSettings(name="linear")
+LINEAR = DenseSettings(name="linear")
 TRAINING = TeacherTraining(lr=0.5, batch_size=20, epochs=3)
 
 
@@ -52,8 +52,8 @@ def test_same_settings_reuse_the_trained_teacher(tmp_path):
     {"training": dataclasses.replace(TRAINING, lr=0.4)},
     {"training": dataclasses.replace(TRAINING, epochs=4)},
     {"training": dataclasses.replace(TRAINING, schedule="cosine")},
-    {"architecture": ArchitectureSettings(name="mlp", hidden=(8,))},
-    {"architecture": ArchitectureSettings(name="linear", init="default")},
+    {"architecture": DenseSettings(name="mlp", hidden=(8,))},
+    {"architecture": DenseSettings(name="linear", init="default")},
     {"seed": 1},
 ])
 def test_anything_that_shapes_the_teacher_misses_the_cache(tmp_path, change):

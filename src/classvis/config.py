@@ -16,9 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from classvis.compress import CompressSettings
 from classvis.data import DatasetSettings
 from classvis.device import resolve_device
-from classvis.extract import EXTRACTORS, ClassVisSettings, ExtractorSettings
+from classvis.extract import EXTRACTORS, ClassVisSettings
 from classvis.fit import TrainerSettings
-from classvis.models import has_batchnorm, is_dense, parse_architecture
+from classvis.models import has_batchnorm, has_hidden_layers, is_dense, parse_architecture
 from classvis.privacy import DISTANCE_BUDGET, PrivacySettings
 from classvis.progress import check_mode
 from classvis.runsettings import RunSettings, SourceFile
@@ -34,15 +34,6 @@ def resolved_mapping(node: Any, key: str, throw_on_missing: bool = False) -> dic
     if not isinstance(container, dict):
         raise ConfigError(key, "a mapping", container)
     return {str(name): value for name, value in container.items()}
-
-
-def _parse_extractor(node: Any) -> tuple[str, ExtractorSettings]:
-    require(isinstance(node, dict) and "name" in node, "extractor.name", "an extractor name",
-            None)
-    options = dict(node)
-    name = options.pop("name")
-    require(name in EXTRACTORS, "extractor.name", "one of " + ", ".join(sorted(EXTRACTORS)), name)
-    return name, parse(EXTRACTORS[name].settings_class, options, "extractor")
 
 
 # what does not change a run's result: where things are stored and whether to rerun
@@ -197,7 +188,7 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
     for key in plain:  # a typo such as +sed=1 would otherwise change nothing, silently
         require(key in TOP_LEVEL_KEYS, key, "no such key; known top-level keys are "
                 + ", ".join(sorted(TOP_LEVEL_KEYS)))
-    extractor_name, extractor = _parse_extractor(plain["extractor"])
+    extractor_name, extractor = EXTRACTORS.parse(plain["extractor"], "extractor")
     require(isinstance(plain["seed"], int) and not isinstance(plain["seed"], bool), "seed",
             "an integer", plain["seed"])
     settings = RunSettings(
@@ -242,7 +233,8 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
                 "own_init unless the student's architecture is the teacher's (teacher_init starts "
                 f"the student from the teacher's initial weights; student {settings.student.label}"
                 f", teacher {settings.teacher.label})", "teacher_init")
-    if EXTRACTORS[extractor_name].needs_linear_teacher and settings.teacher.name != "linear":
+    if (EXTRACTORS[extractor_name].trait("teacher_without_hidden_layers")
+            and has_hidden_layers(settings.teacher)):
         raise ConfigError("extractor.name", f"{extractor_name} needs a teacher without hidden "
                           f"layers (architecture@teacher=linear)", settings.teacher.label)
     _check_architectures(settings)

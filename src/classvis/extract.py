@@ -1,8 +1,8 @@
 """Extractors (config group ``extractor``): a trained teacher -> a small synthetic training set.
 
-An extractor is one function ``(teacher, data, settings) -> SyntheticImages`` registered under a
-name with its settings dataclass; adding one is that function plus a YAML file in
-``conf/extractor/``.
+An extractor is one function ``(teacher, data, settings, seed, on_step) -> SyntheticImages``
+registered in ``EXTRACTORS`` under a name with its settings dataclass and traits; adding one is
+that function, decorated, its settings class and a YAML file in ``conf/extractor/``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,7 @@ from classvis.priors import (
     within_class_similarity,
     within_class_spread,
 )
+from classvis.registry import Registry
 from classvis.settings import ConfigError, non_negative, positive, require
 
 
@@ -39,27 +40,11 @@ class SyntheticImages:
     info: dict[str, float] = field(default_factory=dict)  # numbers worth logging
 
 
-@dataclass(frozen=True)
-class Extractor:
-    settings_class: type
-    # (teacher, data, settings, seed, on_step) -> images; on_step(step, loss) may be None
-    function: Callable[..., SyntheticImages]
-    needs_linear_teacher: bool = False
-
-
-EXTRACTORS: dict[str, Extractor] = {}
-
-
-ExtractorFunction = TypeVar("ExtractorFunction", bound=Callable[..., SyntheticImages])
-
-
-def register(name: str, settings_class: type, needs_linear_teacher: bool = False
-             ) -> Callable[[ExtractorFunction], ExtractorFunction]:
-    """Register the decorated function as extractor ``name`` with its settings class."""
-    def decorate(function: ExtractorFunction) -> ExtractorFunction:
-        EXTRACTORS[name] = Extractor(settings_class, function, needs_linear_teacher)
-        return function
-    return decorate
+# (teacher, data, settings, seed, on_step) -> images; on_step(step, loss) may be None.
+# Trait ``teacher_without_hidden_layers``: the extractor reads the teacher's weights as images,
+# so only a teacher whose output layer sees the pixels will do.
+EXTRACTORS: Registry[Callable[..., SyntheticImages]] = Registry(
+    "extractor", traits=("teacher_without_hidden_layers",))
 
 
 @dataclass(frozen=True)
@@ -203,7 +188,7 @@ def _ascend(teacher: nn.Module, start: torch.Tensor, classes: torch.Tensor, k: i
     return images.detach(), step
 
 
-@register("class_vis", ClassVisSettings)
+@EXTRACTORS.register("class_vis", ClassVisSettings, teacher_without_hidden_layers=False)
 def class_vis(teacher: nn.Module, data: ImageData, settings: ClassVisSettings,
               seed: int = 0, on_step: Callable[[int, float], None] | None = None
               ) -> SyntheticImages:
@@ -248,7 +233,7 @@ class NoSettings:
     pass
 
 
-@register("class_average", NoSettings)
+@EXTRACTORS.register("class_average", NoSettings, teacher_without_hidden_layers=False)
 def class_average(teacher: nn.Module, data: ImageData, settings: NoSettings,
                   seed: int = 0, on_step: Callable[[int, float], None] | None = None
                   ) -> SyntheticImages:
@@ -282,7 +267,7 @@ class RealSubsetSettings:
                 f"{data.class_names[fewest]})", self.per_class)
 
 
-@register("real_subset", RealSubsetSettings)
+@EXTRACTORS.register("real_subset", RealSubsetSettings, teacher_without_hidden_layers=False)
 def real_subset(teacher: nn.Module, data: ImageData, settings: RealSubsetSettings,
                 seed: int = 0, on_step: Callable[[int, float], None] | None = None
                 ) -> SyntheticImages:
@@ -302,11 +287,7 @@ def real_subset(teacher: nn.Module, data: ImageData, settings: RealSubsetSetting
     return SyntheticImages(data.train_x[index], data.train_y[index])
 
 
-# the settings of any registered extractor
-ExtractorSettings = ClassVisSettings | NoSettings | RealSubsetSettings
-
-
-@register("output_weights", NoSettings, needs_linear_teacher=True)
+@EXTRACTORS.register("output_weights", NoSettings, teacher_without_hidden_layers=True)
 def output_weights(teacher: nn.Module, data: ImageData, settings: NoSettings,
                    seed: int = 0, on_step: Callable[[int, float], None] | None = None
                    ) -> SyntheticImages:
@@ -319,7 +300,7 @@ def output_weights(teacher: nn.Module, data: ImageData, settings: NoSettings,
                            torch.arange(data.num_classes, device=weights.device))
 
 
-def extract(teacher: nn.Module, data: ImageData, name: str, settings: ExtractorSettings,
+def extract(teacher: nn.Module, data: ImageData, name: str, settings: Any,
             seed: int = 0, on_step: Callable[[int, float], None] | None = None
             ) -> SyntheticImages:
     """Run extractor ``name``; ``on_step(step, loss)`` follows an iterative one's progress."""

@@ -21,7 +21,7 @@ from classvis.datafiles import cached_tensors, derived_cache_path
 from classvis.evaluate import Evaluation, evaluate
 from classvis.extract import SyntheticImages, extract, soft_targets
 from classvis.fit import distill, fit
-from classvis.models import AnyArchitecture, build_model, count_parameters
+from classvis.models import ArchitectureSettings, build_model, count_parameters
 from classvis.privacy import Nearest, PrivacyResult, measure, yardstick
 from classvis.privacy import code_version as privacy_code_version
 from classvis.progress import QUIET, Progress
@@ -78,7 +78,7 @@ class RunResult:
     # accuracy on further views of the test set: "student/balanced_test_accuracy", ...
     view_accuracies: dict[str, float] = field(default_factory=dict)
     # the settings each of "teacher" and "student" was built from
-    architectures: dict[str, AnyArchitecture] = field(default_factory=dict)
+    architectures: dict[str, ArchitectureSettings] = field(default_factory=dict)
 
 
 @contextmanager
@@ -122,7 +122,7 @@ def _extract(settings: RunSettings, teacher: nn.Module, data: ImageData, progres
                        stage_seed(settings.seed, "extract"), bar)
 
 
-def student_architecture(settings: RunSettings) -> AnyArchitecture:
+def student_architecture(settings: RunSettings) -> ArchitectureSettings:
     """What the student is built as: the teacher's architecture when it starts from the
     teacher's initial weights."""
     if settings.trainer.student.start == "teacher_init":

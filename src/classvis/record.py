@@ -20,6 +20,7 @@ from classvis.datafiles import source_location
 from classvis.device import device_name
 from classvis.job import Job, write_status
 from classvis.lifecycle import while_running
+from classvis.models import is_dense
 from classvis.progress import Progress, quiet_mlflow_when
 from classvis.resume import reap_or_skip_running, skip_if_finished
 from classvis.runsettings import RunSettings
@@ -50,6 +51,7 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
         keys.EXTRACTOR: settings.extractor_name,
         keys.PER_CLASS: str(settings.per_class),
         keys.TEACHER: settings.teacher_label,
+        keys.TEACHER_DENSE: str(is_dense(settings.teacher)).lower(),
         keys.STUDENT: settings.student.label,
         keys.SEED: str(settings.seed),
         keys.HYDRA_OVERRIDES: job.overrides,

@@ -14,6 +14,7 @@ DATASET = "dataset"
 EXTRACTOR = "extractor"
 PER_CLASS = "per_class"
 TEACHER = "teacher"
+TEACHER_DENSE = "teacher.dense"       # true | false: the teacher has no convolutions (its trait)
 STUDENT = "student"
 SEED = "seed"
 DEVICE = "device"

@@ -9,9 +9,9 @@ from typing import Any
 
 from classvis.compress import CompressSettings
 from classvis.data import DatasetSettings
-from classvis.extract import ClassVisSettings, ExtractorSettings
+from classvis.extract import ClassVisSettings
 from classvis.fit import TrainerSettings
-from classvis.models import AnyArchitecture, is_dense
+from classvis.models import ArchitectureSettings, is_dense
 from classvis.privacy import PrivacySettings
 from classvis.progress import Mode
 from classvis.swap import SwapSettings
@@ -42,10 +42,10 @@ BALANCE_LABELS = {"none": "", "train": ", balanced train set", "train_and_test":
 @dataclass(frozen=True)
 class RunSettings:
     dataset: DatasetSettings
-    teacher: AnyArchitecture
-    student: AnyArchitecture
+    teacher: ArchitectureSettings
+    student: ArchitectureSettings
     extractor_name: str
-    extractor: ExtractorSettings
+    extractor: Any  # an instance of EXTRACTORS[extractor_name].settings_class
     trainer: TrainerSettings
     seed: int
     tracking: TrackingSettings

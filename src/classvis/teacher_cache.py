@@ -29,7 +29,7 @@ from classvis.data import ImageData
 from classvis.filelock import locked
 from classvis.fit import TeacherTraining
 from classvis.integrity import DIGEST_KEY, damage, tensors_digest
-from classvis.models import AnyArchitecture
+from classvis.models import ArchitectureSettings
 from classvis.settings import require, writable_folder
 
 log = logging.getLogger(__name__)
@@ -52,12 +52,12 @@ def training_code_version() -> str:
     sources = [inspect.getsource(item) for item in (  # type: ignore[arg-type]
         fit_module.fit, optim, fit_module._check_finite,
         models.build_model,
-        *(architecture.module for architecture in models.ARCHITECTURES.values()))]
+        *(entry.function for entry in models.ARCHITECTURES.values()))]
     sources.append(f"{fit_module.TRAINING_CODE_VERSION}|torch {torch.__version__}")
     return hashlib.sha256("\n".join(sources).encode()).hexdigest()[:16]
 
 
-def teacher_key(data: ImageData, architecture: AnyArchitecture, training: TeacherTraining,
+def teacher_key(data: ImageData, architecture: ArchitectureSettings, training: TeacherTraining,
                 seed: int) -> tuple[str, dict]:
     material = {
         "data": data.fingerprint,

@@ -1,8 +1,9 @@
 """Architectures (config group ``architecture``): a registry of model families.
 
 Each architecture is a settings dataclass (its YAML keys, checked at the door, including against
-the dataset's image size) and a module class built from ``(settings, input_shape, num_classes)``;
-adding one is a class here and a YAML file in ``conf/architecture/``. Every model exposes
+the dataset's image size) and a module class built from ``(settings, input_shape, num_classes)``,
+registered with its traits in ``models.base.ARCHITECTURES``; adding one is that class, decorated,
+its settings class and a YAML file in ``conf/architecture/``. Every model exposes
 ``input_shape``, ``num_classes`` and ``output_layer`` (the last ``nn.Linear``).
 """
 
@@ -10,13 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from classvis.models.base import ARCHITECTURES, ArchitectureSettings, trait
 from classvis.models.conv import (
     ConvNet,
     ConvNetSettings,
@@ -25,48 +25,31 @@ from classvis.models.conv import (
     ResNet18,
     ResNet18Settings,
 )
-from classvis.models.dense import ACTIVATIONS, ArchitectureSettings, Classifier
-from classvis.settings import parse, require
-
-AnyArchitecture = ArchitectureSettings | LeNet5Settings | ConvNetSettings | ResNet18Settings
+from classvis.models.dense import ACTIVATIONS, Classifier, DenseSettings
 
 
-@dataclass(frozen=True)
-class Architecture:
-    settings_class: type
-    module: Callable[[Any, tuple[int, ...], int], nn.Module]
-    # without convolutions: the paper's models, whose first layer sees the image as a vector
-    dense: bool
-
-
-ARCHITECTURES: dict[str, Architecture] = {
-    "linear": Architecture(ArchitectureSettings, Classifier, dense=True),
-    "mlp": Architecture(ArchitectureSettings, Classifier, dense=True),
-    "lenet5": Architecture(LeNet5Settings, LeNet5, dense=False),
-    "convnet": Architecture(ConvNetSettings, ConvNet, dense=False),
-    "resnet18": Architecture(ResNet18Settings, ResNet18, dense=False),
-}
-
-
-def parse_architecture(node: Any, key: str) -> AnyArchitecture:
+def parse_architecture(node: Any, key: str) -> ArchitectureSettings:
     """The settings of the architecture named by ``node['name']``, checked."""
-    require(isinstance(node, dict) and "name" in node, f"{key}.name", "an architecture name",
-            node if not isinstance(node, dict) else None)
-    name = node["name"]
-    require(name in ARCHITECTURES, f"{key}.name", "one of " + ", ".join(ARCHITECTURES), name)
-    return parse(ARCHITECTURES[name].settings_class, node, key)
+    settings: ArchitectureSettings = ARCHITECTURES.parse(node, key)[1]
+    return settings
 
 
-def is_dense(settings: AnyArchitecture) -> bool:
-    return ARCHITECTURES[settings.name].dense
+def is_dense(settings: ArchitectureSettings) -> bool:
+    """Whether the architecture has no convolutions (its first layer sees the image as a
+    vector)."""
+    return bool(trait(settings, "dense"))
 
 
-def has_batchnorm(settings: AnyArchitecture) -> bool:
+def has_batchnorm(settings: ArchitectureSettings) -> bool:
     """Whether the architecture keeps BatchNorm running statistics (DeepInversion's prior)."""
-    return settings.name == "resnet18" or getattr(settings, "norm", None) == "batch"
+    return bool(trait(settings, "batchnorm"))
 
 
-def build_model(settings: AnyArchitecture, input_shape: tuple[int, ...], num_classes: int,
+def has_hidden_layers(settings: ArchitectureSettings) -> bool:
+    return bool(trait(settings, "hidden_layers"))
+
+
+def build_model(settings: ArchitectureSettings, input_shape: tuple[int, ...], num_classes: int,
                 seed: int) -> nn.Module:
     """A fresh model, initialised from ``seed`` alone (independent of the global RNG state).
 
@@ -75,7 +58,7 @@ def build_model(settings: AnyArchitecture, input_shape: tuple[int, ...], num_cla
     init, which breaks their symmetry), so an untrained model scores every class 0."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = ARCHITECTURES[settings.name].module(settings, tuple(input_shape), num_classes)
+        model = ARCHITECTURES[settings.name].function(settings, tuple(input_shape), num_classes)
         if settings.init == "glorot":
             for layer in model.modules():
                 if isinstance(layer, (nn.Linear, nn.Conv2d)):
@@ -83,7 +66,7 @@ def build_model(settings: AnyArchitecture, input_shape: tuple[int, ...], num_cla
                     if layer.bias is not None:
                         nn.init.zeros_(layer.bias)
     if settings.init == "zeros":
-        zero_layers = (list(model.children()) if settings.name == "linear"
+        zero_layers = (list(model.children()) if not has_hidden_layers(settings)
                        else [typing.cast(nn.Module, model.output_layer)])
         for layer in zero_layers:
             if isinstance(layer, nn.Linear):
@@ -92,7 +75,7 @@ def build_model(settings: AnyArchitecture, input_shape: tuple[int, ...], num_cla
     return model
 
 
-def describe_model(settings: AnyArchitecture, input_shape: tuple[int, ...],
+def describe_model(settings: ArchitectureSettings, input_shape: tuple[int, ...],
                    num_classes: int) -> dict[str, Any]:
     """Everything needed to rebuild a model's network, as JSON-able values (weights aside)."""
     return {"architecture": dataclasses.asdict(settings), "input_shape": list(input_shape),
@@ -110,7 +93,8 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["ACTIVATIONS", "ARCHITECTURES", "AnyArchitecture", "ArchitectureSettings",
-           "Classifier", "ConvNet", "ConvNetSettings", "LeNet5", "LeNet5Settings", "ResNet18",
+__all__ = ["ACTIVATIONS", "ARCHITECTURES", "ArchitectureSettings", "Classifier", "ConvNet",
+           "ConvNetSettings", "DenseSettings", "LeNet5", "LeNet5Settings", "ResNet18",
            "ResNet18Settings", "build_model", "count_parameters", "describe_model",
-           "has_batchnorm", "is_dense", "model_from_description", "parse_architecture"]
+           "has_batchnorm", "has_hidden_layers", "is_dense", "model_from_description",
+           "parse_architecture", "trait"]

@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from classvis.models.base import ARCHITECTURES
 from classvis.models.dense import ACTIVATIONS
 from classvis.settings import positive, require
 
@@ -108,6 +109,8 @@ class FeaturesThenHead(nn.Module):
         return layer
 
 
+@ARCHITECTURES.register("lenet5", LeNet5Settings, dense=False, hidden_layers=True,
+                        batchnorm=False)
 class LeNet5(FeaturesThenHead):
     def __init__(self, settings: LeNet5Settings, input_shape: tuple[int, ...], num_classes: int):
         super().__init__()
@@ -131,6 +134,8 @@ def _norm(kind: str, width: int) -> nn.Module:
     return nn.Identity()
 
 
+@ARCHITECTURES.register("convnet", ConvNetSettings, dense=False, hidden_layers=True,
+                        batchnorm=lambda settings: settings.norm == "batch")
 class ConvNet(FeaturesThenHead):
     def __init__(self, settings: ConvNetSettings, input_shape: tuple[int, ...],
                  num_classes: int):
@@ -148,6 +153,8 @@ class ConvNet(FeaturesThenHead):
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
 
 
+@ARCHITECTURES.register("resnet18", ResNet18Settings, dense=False, hidden_layers=True,
+                        batchnorm=True)
 class ResNet18(nn.Module):
     def __init__(self, settings: ResNet18Settings, input_shape: tuple[int, ...],
                  num_classes: int):

@@ -8,13 +8,14 @@ from typing import Literal
 
 from torch import nn
 
+from classvis.models.base import ARCHITECTURES
 from classvis.settings import require
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
 
 
 @dataclass(frozen=True)
-class ArchitectureSettings:
+class DenseSettings:
     """``linear``: input straight to the class scores. ``mlp``: hidden layers in between.
 
     ``init: zeros`` zero-initialises every layer where that still lets the model learn: the whole
@@ -50,10 +51,13 @@ class ArchitectureSettings:
         return "mlp" + "-".join(str(size) for size in self.hidden) + suffix
 
 
+@ARCHITECTURES.register("mlp", DenseSettings, dense=True, hidden_layers=True, batchnorm=False)
+@ARCHITECTURES.register("linear", DenseSettings, dense=True, hidden_layers=False,
+                        batchnorm=False)
 class Classifier(nn.Sequential):
     """Flatten, then fully connected layers; the last ``nn.Linear`` gives the class scores."""
 
-    def __init__(self, settings: ArchitectureSettings, input_shape: tuple[int, ...],
+    def __init__(self, settings: DenseSettings, input_shape: tuple[int, ...],
                  num_classes: int):
         hidden, activation = settings.hidden, settings.activation
         layers: list[nn.Module] = [nn.Flatten()]

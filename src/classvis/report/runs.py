@@ -13,7 +13,6 @@ from classvis.track.store import Store, StoredRun
 DATASET_TITLES = {"mnist": "MNIST", "fmnist": "Fashion-MNIST", "cifar10": "CIFAR-10",
                   "cifar10_jpg": "CIFAR-10 (JPEG)", "digits": "Digits (8x8)"}
 TABLE5_TEACHER = "linear"  # the paper's Table 5 teachers: softmax regression
-CONV_ARCHITECTURES = ("lenet5", "convnet", "resnet18")
 
 
 @dataclass
@@ -69,7 +68,7 @@ def is_table5_run(run: RunRecord) -> bool:
 
 def is_deep_run(run: RunRecord) -> bool:
     """A run of a convolutional teacher, or of the real-image baseline (the deep section's)."""
-    return (run.tags.get(keys.TEACHER, "").startswith(CONV_ARCHITECTURES)
+    return (run.tags.get(keys.TEACHER_DENSE) == "false"
             or run.tags.get(keys.EXTRACTOR) == "real_subset")
 
 

@@ -19,9 +19,10 @@ import classvis
 from classvis.track.retry import retrying
 
 CODE_FILE = Path(__file__).with_name("model_code.py")
-# what rebuilds a network: the package marker, the settings parser and the architectures
-_PACKAGE_FILES = ("__init__.py", "settings.py", "models/__init__.py", "models/conv.py",
-                  "models/dense.py")
+# what rebuilds a network: the package marker, the settings parser, the registry and the
+# architectures
+_PACKAGE_FILES = ("__init__.py", "settings.py", "registry.py", "models/__init__.py",
+                  "models/base.py", "models/conv.py", "models/dense.py")
 
 
 def _requirements() -> list[str]:
