@@ -246,7 +246,7 @@ def test_a_synthetic_set_too_large_for_memory_is_refused_before_any_work(monkeyp
 def test_torchvisions_class_names_are_known_before_loading():
     import torchvision.datasets as datasets
 
-    from classvis.datafiles import TORCHVISION_CLASS_NAMES
+    from classvis.loaders.torchvision_files import TORCHVISION_CLASS_NAMES
 
     for name in ("MNIST", "FashionMNIST", "KMNIST"):
         assert TORCHVISION_CLASS_NAMES[name] == list(getattr(datasets, name).classes)

@@ -6,7 +6,6 @@ import pytest
 import torch
 from conftest import blob_images, flip_data_byte, make_image_folder, truncate, write_idx
 
-from classvis import datafiles
 from classvis.data import DatasetSettings, load_dataset
 from classvis.settings import ConfigError, parse
 
@@ -35,10 +34,12 @@ def test_second_load_reads_the_cache_and_a_changed_file_misses_it(mnist_root, tm
     first = load_dataset(settings)
     assert len(list((tmp_path / "cache").glob("mnist-*.safetensors"))) == 1
 
-    def must_not_decode(_settings):
+    def must_not_decode(*args, **kwargs):
         raise AssertionError("decoded again although the cache is valid")
 
-    monkeypatch.setitem(datafiles.LOADERS, "torchvision", must_not_decode)
+    import torchvision
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", must_not_decode)
     second = load_dataset(settings)
     assert torch.equal(first.train_x, second.train_x) and first.class_names == second.class_names
 

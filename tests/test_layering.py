@@ -11,7 +11,7 @@ from conftest import ROOT
 CORE = ["classvis.pipeline", "classvis.runsettings", "classvis.fit", "classvis.extract",
         "classvis.priors", "classvis.augment", "classvis.models", "classvis.evaluate",
         "classvis.privacy", "classvis.compress", "classvis.swap", "classvis.data",
-        "classvis.datafiles", "classvis.registry"]
+        "classvis.datafiles", "classvis.registry", "classvis.loaders"]
 
 
 FRAMEWORKS = ("mlflow", "omegaconf", "hydra")

@@ -35,7 +35,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from classvis import pipeline
 from classvis.config import run_settings
-from classvis.datafiles import TORCHVISION_CLASSES, known_class_names
+from classvis.loaders import known_class_names
+from classvis.loaders.torchvision_files import TORCHVISION_CLASSES
 from classvis.models import ARCHITECTURES
 from classvis.settings import ConfigError
 

@@ -17,9 +17,16 @@ from test_presets import preset_jobs, presets
 from torch import nn
 
 from classvis.config import run_settings
-from classvis.data import ImageData
-from classvis.datafiles import LOADERS
+from classvis.data import DatasetSettings, ImageData
 from classvis.extract import EXTRACTORS
+from classvis.loaders import (
+    LOADERS,
+    check_files,
+    known_class_names,
+    known_image_shape,
+    source_folders,
+    source_location,
+)
 from classvis.models import ARCHITECTURES, build_model, parse_architecture
 from classvis.models.base import trait
 from classvis.registry import Registry
@@ -118,11 +125,41 @@ def test_an_extractor_has_an_option_and_returns_images_of_the_datas_shape(name):
     assert EXTRACTORS[name].trait("teacher_without_hidden_layers") in (True, False)
 
 
+def _generated(loader: str, root: Path) -> dict:
+    """Dataset settings of ``loader`` over files generated under ``root``."""
+    if loader == "torchvision":
+        return {"torchvision_class": "MNIST", "root": str(make_mnist(root, train=30, test=10))}
+    if loader == "image_folder":
+        return {"root": str(make_image_folder(root))}
+    if loader == "digits":
+        return {}
+    pytest.fail(f"no files are generated for loader {loader}: add them here")
+
+
 @pytest.mark.parametrize("name", list(LOADERS))
-def test_a_loader_has_a_dataset_option(name):
+def test_a_loader_has_an_option_and_tells_its_shape_and_classes_before_decoding(name, tmp_path):
     chosen = {_compose([f"dataset={path.stem}"]).dataset.loader
               for path in (CONF / "dataset").glob("*.yaml")}
     assert name in chosen, f"no file under conf/dataset/ uses loader {name}"
+    settings = DatasetSettings(name="generated", loader=name, cache=False,
+                               **_generated(name, tmp_path))
+    check_files(settings)
+    shape, names = known_image_shape(settings), known_class_names(settings)
+    train_x, train_y, test_x, test_y, class_names = LOADERS[name].function(settings)
+    assert train_x.dtype == test_x.dtype == torch.uint8 and train_x.ndim == 4
+    assert shape is None or tuple(train_x.shape[1:]) == shape == tuple(test_x.shape[1:])
+    assert names is None or len(names) == len(class_names)
+    assert int(train_y.max()) < len(class_names) and len(train_y) == len(train_x)
+    folders = source_folders(settings)
+    assert folders is None or all(folder.is_dir() for folder in folders)
+    assert isinstance(source_location(settings), str)
+
+
+def test_the_dataset_settings_name_every_loader():
+    import typing
+
+    loaders = set(typing.get_args(typing.get_type_hints(DatasetSettings)["loader"]))
+    assert loaders == {*LOADERS, "synthetic"}  # synthetic: a set from a file (classvis.synthetic)
 
 
 def test_a_registry_refuses_an_entry_without_its_traits_or_registered_twice():

@@ -117,15 +117,9 @@ def _check_architectures(settings: RunSettings) -> None:
     """The models against the dataset's image size, and the stages that need the paper's dense
     models against the models chosen."""
     from classvis.data import check_class_names
-    from classvis.datafiles import (
-        check_image_folder,
-        ensure_torchvision_files,
-        known_class_names,
-        known_image_shape,
-    )
+    from classvis.loaders import check_files, known_class_names, known_image_shape
 
-    check_image_folder(settings.dataset)
-    ensure_torchvision_files(settings.dataset)
+    check_files(settings.dataset)
     names = known_class_names(settings.dataset)
     if names is not None and settings.dataset.class_names is None:  # else checked by its parse
         if settings.dataset.classes is not None:
@@ -240,7 +234,7 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
     _check_architectures(settings)
     if settings.swap.enabled:
         from classvis.data import check_class_names
-        from classvis.datafiles import known_class_names
+        from classvis.loaders import known_class_names
 
         donor = settings.swap.donor_dataset(settings.dataset)  # the base keeps every class
         names = known_class_names(settings.dataset)

@@ -14,7 +14,9 @@ from typing import Literal
 
 import torch
 
-from classvis.datafiles import TORCHVISION_CLASSES, given, load_arrays
+from classvis.datafiles import load_arrays
+from classvis.loaders import given
+from classvis.loaders.torchvision_files import TORCHVISION_CLASSES
 from classvis.settings import require, writable_folder
 
 

@@ -16,10 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from classvis import artifacts, pipeline
 from classvis import runkeys as keys
 from classvis.config import config_digest, resolved_mapping
-from classvis.datafiles import source_location
 from classvis.device import device_name
 from classvis.job import Job, write_status
 from classvis.lifecycle import while_running
+from classvis.loaders import source_location
 from classvis.models import is_dense
 from classvis.progress import Progress, quiet_mlflow_when
 from classvis.resume import reap_or_skip_running, skip_if_finished

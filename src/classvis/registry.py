@@ -27,7 +27,7 @@ Function = TypeVar("Function", bound=Callable[..., Any])
 @dataclass(frozen=True)
 class Entry(Generic[Function]):
     name: str
-    settings_class: type
+    settings_class: type | None  # None: the group's one settings class, shared by every entry
     function: Function
     traits: Mapping[str, Any] = field(default_factory=dict)
 
@@ -48,7 +48,7 @@ class Registry(Generic[Function]):
         self.trait_names = traits
         self._entries: dict[str, Entry[Function]] = {}
 
-    def register(self, name: str, settings_class: type, **traits: Any
+    def register(self, name: str, settings_class: type | None, **traits: Any
                  ) -> Callable[[Function], Function]:
         """Register the decorated function as entry ``name``."""
         missing = set(self.trait_names) ^ set(traits)
@@ -92,6 +92,7 @@ class Registry(Generic[Function]):
         options = dict(node)
         name = options[name_key]
         settings_class = self.entry(name, f"{key}.{name_key}").settings_class
+        assert settings_class is not None, f"{self.group} entries share one settings class"
         if name_key not in {f.name for f in dataclasses.fields(settings_class)}:
             del options[name_key]  # the settings do not repeat the entry's name
         return name, parse(settings_class, options, key)
