@@ -303,7 +303,8 @@ def test_every_dataset_teacher_extractor_and_student_runs_or_is_refused(matrix, 
                     for student, student_cfg in students.items():
                         what = f"{dataset} | {teacher} -> {extractor} -> {student}"
                         whole = with_student(cfg, student_cfg)
-                        dense = ARCHITECTURES[teacher].dense and ARCHITECTURES[student].dense
+                        dense = all(ARCHITECTURES[name].trait("dense")
+                                    for name in (teacher, student))
                         pair = {teacher, student}
                         door_only = bool(pair & large) and not pair <= large | {"linear"}
                         outcomes.run(what, sized(whole, LEARNABLE if dense else TINY), tmp_path,
@@ -338,7 +339,7 @@ def test_swap_and_compress_for_every_kind_and_teacher(matrix, tmp_path, monkeypa
                     cfg = compose(config_name="config", overrides=[
                         *dataset_overrides, f"architecture@teacher={teacher}", stage,
                         f"teacher_cache.dir={tmp_path / 'teachers'}"])
-                    dense = ARCHITECTURES[teacher].dense
+                    dense = ARCHITECTURES[teacher].trait("dense")
                     outcomes.run(what, sized(cfg, LEARNABLE if dense else TINY), tmp_path,
                                  data_cache, above_chance=dense, door_only=teacher in large)
     outcomes.report("swap and compress")
@@ -368,7 +369,7 @@ def test_a_student_from_an_exported_file_for_every_student(matrix, tmp_path, mon
         for student in ARCHITECTURE_OPTIONS:
             cfg = compose(config_name="config", overrides=[
                 "dataset=synthetic", f"dataset.path={path}", f"architecture@student={student}"])
-            dense = ARCHITECTURES[student].dense
+            dense = ARCHITECTURES[student].trait("dense")
             outcomes.run(f"synthetic | {student}", sized(cfg, LEARNABLE if dense else TINY),
                          tmp_path, {}, above_chance=dense)
     outcomes.report("from a file")
