@@ -16,16 +16,16 @@ from matplotlib.patches import FancyBboxPatch  # noqa: E402
 # (stage, modules, optional?) in the order a run goes through them
 STAGES = [
     ("settings", "config.py\nrunsettings.py", False),
-    ("data", "data.py\ndatafiles.py", False),
+    ("data", "data.py  loaders/\ndatafiles.py", False),
     ("teacher", "models/  fit.py\nteacher_cache.py", False),
-    ("extract", "extract.py\npriors.py", False),
+    ("extract", "extract/\npriors.py", False),
     ("swap", "swap.py", True),
-    ("student", "fit.py (distill)\naugment.py", False),
+    ("student", "distill.py\naugment.py", False),
     ("compress", "compress.py", True),
     ("evaluate", "evaluate.py\nprivacy.py", False),
 ]
-EDGE_TOP = ("Hydra edge: train.py -> app.py (validates, runs, names the run, resumes sweeps); "
-            "sweep.py: a sweep's parent run",
+EDGE_TOP = ("Hydra edge: train.py -> app.py (validates) -> record.py (the run in MLflow; "
+            "resume.py, lifecycle.py); sweep.py: a sweep's parent run",
             "#dbe9f6")
 EDGE_BOTTOM = ("MLflow edge: artifacts.py (values and files) -> track/, the only code that "
                "imports MLflow (names: runkeys.py)   |   report/, export read runs back",

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from test_numeric import LINEAR, toy_data, trained_teacher
 
+from classvis.distill import StudentTraining, distill
 from classvis.extract import NoSettings, class_average, soft_targets
-from classvis.fit import StudentTraining, distill
 from classvis.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,16 +15,10 @@ from test_numeric import LINEAR, MLP, toy_data
 from classvis import report
 from classvis.compress import CompressSettings, FrozenRowsClassifier, compress
 from classvis.data import DatasetSettings, load_dataset
-from classvis.extract import (
-    ClassVisSettings,
-    SyntheticImages,
-    class_vis,
-    gaussian_blur,
-    total_variation,
-    within_class_similarity,
-)
+from classvis.extract import ClassVisSettings, Extraction, class_vis
 from classvis.fit import TeacherTraining, fit
 from classvis.models import build_model
+from classvis.priors import gaussian_blur, total_variation, within_class_similarity
 from classvis.settings import ConfigError, parse
 from classvis.swap import SwapSettings, swap_class
 
@@ -60,10 +54,10 @@ def test_one_vs_rest_and_classes_exclude_each_other():
         digits(one_vs_rest=3, classes=[3, 4])
 
 
-def _tagged_set(labels: list[int], offset: float) -> SyntheticImages:
+def _tagged_set(labels: list[int], offset: float) -> Extraction:
     """Image i is filled with ``offset + i`` so tests can tell where each image came from."""
     images = torch.stack([torch.full((1, 2, 2), offset + i) for i in range(len(labels))])
-    return SyntheticImages(images, torch.tensor(labels))
+    return Extraction(images, torch.tensor(labels))
 
 
 def test_swap_replaces_exactly_the_class_images_and_records_their_origin():

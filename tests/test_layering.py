@@ -8,7 +8,8 @@ import ast
 import pytest
 from conftest import ROOT
 
-CORE = ["classvis.pipeline", "classvis.runsettings", "classvis.fit", "classvis.extract",
+CORE = ["classvis.pipeline", "classvis.runsettings", "classvis.fit", "classvis.distill",
+        "classvis.extract",
         "classvis.priors", "classvis.augment", "classvis.models", "classvis.evaluate",
         "classvis.privacy", "classvis.compress", "classvis.swap", "classvis.data",
         "classvis.datafiles", "classvis.registry", "classvis.loaders"]

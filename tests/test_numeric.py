@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from classvis.data import ImageData
+from classvis.distill import StudentTraining, distill
 from classvis.evaluate import evaluate
 from classvis.extract import (
     ClassVisSettings,
@@ -18,7 +19,7 @@ from classvis.extract import (
     output_weights,
     soft_targets,
 )
-from classvis.fit import DivergenceError, StudentTraining, TeacherTraining, distill, fit
+from classvis.fit import DivergenceError, TeacherTraining, fit
 from classvis.models import DenseSettings, build_model, count_parameters
 from classvis.settings import ConfigError
 
@@ -185,7 +186,7 @@ def test_evaluate_matches_hand_counts():
 
 
 def test_mixup_targets_are_the_linear_teachers_logits_on_the_mixtures():
-    from classvis.fit import mix
+    from classvis.distill import mix
 
     data = toy_data()
     teacher = trained_teacher(data)
@@ -221,7 +222,7 @@ def test_span_init_keeps_a_hidden_layer_student_blind_outside_the_images_span(tr
     # with SGD (momentum or not) and L-BFGS every row stays in the span
     assert torch.allclose(first @ projector, first, atol=1e-4) == stays
     fresh = build_model(MLP, data.image_shape, data.num_classes, seed=1)
-    from classvis.fit import init_first_layer_in_span
+    from classvis.distill import init_first_layer_in_span
     init_first_layer_in_span(fresh, images.images, seed=0)
     assert torch.allclose(fresh[1].weight.norm(dim=1), norms)
 
@@ -229,12 +230,12 @@ def test_span_init_keeps_a_hidden_layer_student_blind_outside_the_images_span(tr
 def test_the_curvature_of_a_large_set_comes_from_the_small_gram_matrix(monkeypatch):
     """Both Gram matrices give the same largest eigenvalue; a large set uses the one sized by
     the pixels, not by the images."""
-    from classvis import fit as fit_module
-    from classvis.fit import linear_curvature
+    from classvis import distill as distill_module
+    from classvis.distill import linear_curvature
 
     images = torch.rand(40, 1, 3, 3, generator=torch.Generator().manual_seed(0))
     small = linear_curvature(images, 10)
-    monkeypatch.setattr(fit_module, "LARGE_SET", 20)
+    monkeypatch.setattr(distill_module, "LARGE_SET", 20)
     assert linear_curvature(images, 10) == pytest.approx(small, rel=1e-10)
 
 

@@ -6,7 +6,7 @@ import io
 
 import torch
 
-from classvis.fit import StudentTraining, distill
+from classvis.distill import StudentTraining, distill
 from classvis.models import DenseSettings, build_model
 from classvis.progress import Progress, interactive
 

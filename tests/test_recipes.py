@@ -10,8 +10,9 @@ import torch
 from test_numeric import LINEAR, toy_data, trained_teacher
 
 from classvis.augment import affine, crop_flip
+from classvis.distill import StudentTraining, distill
 from classvis.extract import soft_targets
-from classvis.fit import StudentTraining, TeacherTraining, distill, fit
+from classvis.fit import TeacherTraining, fit
 from classvis.models import ConvNetSettings, build_model
 from classvis.settings import ConfigError, parse
 

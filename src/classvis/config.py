@@ -17,11 +17,10 @@ from classvis.compress import CompressSettings
 from classvis.data import DatasetSettings
 from classvis.device import resolve_device
 from classvis.extract import EXTRACTORS, ClassVisSettings
-from classvis.fit import TrainerSettings
 from classvis.models import has_batchnorm, has_hidden_layers, is_dense, parse_architecture
 from classvis.privacy import DISTANCE_BUDGET, PrivacySettings
 from classvis.progress import check_mode
-from classvis.runsettings import RunSettings, SourceFile
+from classvis.runsettings import RunSettings, SourceFile, TrainerSettings
 from classvis.settings import ConfigError, parse, require
 from classvis.swap import SwapSettings
 from classvis.teacher_cache import TeacherCacheSettings

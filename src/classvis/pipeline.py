@@ -18,9 +18,10 @@ from classvis import runkeys as keys
 from classvis.compress import Compressed, compress
 from classvis.data import ImageData, load_dataset
 from classvis.datafiles import cached_tensors, derived_cache_path
+from classvis.distill import distill
 from classvis.evaluate import Evaluation, evaluate
-from classvis.extract import SyntheticImages, extract, soft_targets
-from classvis.fit import distill, fit
+from classvis.extract import Extraction, extract, soft_targets
+from classvis.fit import fit
 from classvis.models import ArchitectureSettings, build_model, count_parameters
 from classvis.privacy import Nearest, PrivacyResult, measure, yardstick
 from classvis.privacy import code_version as privacy_code_version
@@ -48,8 +49,8 @@ class SwapOutcome:
     donor_teacher: nn.Module
     donor_source: str
     donor_key: str
-    donor_images: SyntheticImages
-    base_images: SyntheticImages
+    donor_images: Extraction
+    base_images: Extraction
     swapped: SwappedSet
     base_class: int
     baseline_student: nn.Module
@@ -114,7 +115,7 @@ def _teacher(settings: RunSettings, data: ImageData,
 
 
 def _extract(settings: RunSettings, teacher: nn.Module, data: ImageData, progress: Progress,
-             what: str = "extract") -> SyntheticImages:
+             what: str = "extract") -> Extraction:
     progress_steps = getattr(settings.extractor, "progress_steps", None)
     steps = progress_steps(data.num_classes) if progress_steps is not None else 1
     with progress.bar(f"{what} ({settings.extractor_name})", steps) as bar:
@@ -146,7 +147,7 @@ def _student(settings: RunSettings, data_shape: tuple[int, ...], num_classes: in
 
 
 def _swap(settings: RunSettings, data: ImageData, teacher: nn.Module,
-          base: SyntheticImages, base_targets, progress: Progress = QUIET) -> SwapOutcome:
+          base: Extraction, base_targets, progress: Progress = QUIET) -> SwapOutcome:
     donor_data = load_dataset(settings.swap.donor_dataset(settings.dataset),
                               stage_seed(settings.seed, "data/balance")).to(settings.device)
     donor = _teacher(settings, donor_data, progress=progress, what="donor teacher")

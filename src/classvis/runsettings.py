@@ -9,8 +9,9 @@ from typing import Any
 
 from classvis.compress import CompressSettings
 from classvis.data import DatasetSettings
+from classvis.distill import StudentTraining
 from classvis.extract import ClassVisSettings
-from classvis.fit import TrainerSettings
+from classvis.fit import TeacherTraining
 from classvis.models import ArchitectureSettings, is_dense
 from classvis.privacy import PrivacySettings
 from classvis.progress import Mode
@@ -18,6 +19,14 @@ from classvis.swap import SwapSettings
 from classvis.synthetic import SyntheticSet
 from classvis.teacher_cache import TeacherCacheSettings
 from classvis.track.settings import TrackingSettings
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """Config group ``trainer``: the teacher's recipe and the student's."""
+
+    teacher: TeacherTraining
+    student: StudentTraining
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,7 +13,7 @@ from typing import Literal
 import torch
 
 from classvis.data import DatasetSettings
-from classvis.extract import SyntheticImages
+from classvis.extract import Extraction
 from classvis.settings import ConfigError, require
 
 BASE, DONOR = "base", "donor"
@@ -84,7 +84,7 @@ class SwappedSet:
     replaced: torch.Tensor       # indices of the swapped images in the set
 
 
-def swap_class(base: SyntheticImages, base_targets: torch.Tensor, donor: SyntheticImages,
+def swap_class(base: Extraction, base_targets: torch.Tensor, donor: Extraction,
                base_class: int, donor_class: int, donor_targets: torch.Tensor | None
                ) -> SwappedSet:
     """Replace every base image of ``base_class`` by the donor's images of ``donor_class`` (the

@@ -50,7 +50,7 @@ class TeacherCacheSettings:
 def training_code_version() -> str:
     """A digest of the code that builds and trains a teacher: editing it misses the cache."""
     sources = [inspect.getsource(item) for item in (  # type: ignore[arg-type]
-        fit_module.fit, optim, fit_module._check_finite,
+        fit_module.fit, optim, fit_module.check_finite,
         models.build_model,
         *(entry.function for entry in models.ARCHITECTURES.values()))]
     sources.append(f"{fit_module.TRAINING_CODE_VERSION}|torch {torch.__version__}")
