@@ -112,25 +112,25 @@ def main(argv: list[str] | None = None) -> int:
 
     from hydra import compose, initialize_config_dir
 
-    from classvis import pipeline
-    from classvis.config import run_settings
+    from classvis import stages
     from classvis.data import load_dataset
     from classvis.extract import extract, soft_targets
-    from classvis.settings import ConfigError
+    from classvis.from_config import run_settings
+    from classvis.validation import ConfigError
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[f"dataset={args.dataset}", "+table5=avg_images",
                                            "hydra.mode=RUN", *overrides])
     settings = run_settings(cfg)
     try:
-        data = load_dataset(settings.dataset, pipeline.stage_seed(settings.seed, "data/balance"))
+        data = load_dataset(settings.dataset, stages.stage_seed(settings.seed, "data/balance"))
     except (ConfigError, FileNotFoundError, RuntimeError) as error:
         first_line = str(error).splitlines()[0]
         print(f"avg_images_ceiling: dataset {args.dataset} is missing under "
               f"{os.environ['CLASSVIS_DATA']} ({first_line}); set CLASSVIS_DATA to the folder "
               f"holding it", file=sys.stderr)
         return 2
-    teacher = pipeline._teacher(settings, data).model
+    teacher = stages.obtain_run_teacher(settings, data).model
     synthetic = extract(teacher, data, settings.extractor_name, settings.extractor)
     images = synthetic.images.flatten(1)
     with torch.no_grad():

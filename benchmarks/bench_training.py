@@ -61,7 +61,7 @@ def main() -> None:
     from classvis.extract import ClassVisSettings, class_vis
     from classvis.fit import TeacherTraining, fit
     from classvis.models import DenseSettings, build_model
-    from classvis.settings import parse
+    from classvis.validation import parse
 
     cache = tempfile.mkdtemp(prefix="classvis-bench-")
     data = load_dataset(parse(DatasetSettings, {

@@ -15,7 +15,7 @@ from matplotlib.patches import FancyBboxPatch  # noqa: E402
 
 # (stage, modules, optional?) in the order a run goes through them
 STAGES = [
-    ("settings", "config.py\nrunsettings.py", False),
+    ("settings", "from_config.py\nrunsettings.py", False),
     ("data", "data.py  loaders/\ndatafiles.py", False),
     ("teacher", "models/  fit.py\nteacher_cache.py", False),
     ("extract", "extract/\npriors.py", False),
@@ -27,8 +27,9 @@ STAGES = [
 EDGE_TOP = ("Hydra edge: train.py -> app.py (validates) -> record.py (the run in MLflow; "
             "resume.py, lifecycle.py); sweep.py: a sweep's parent run",
             "#dbe9f6")
-EDGE_BOTTOM = ("MLflow edge: artifacts.py (values and files) -> track/, the only code that "
-               "imports MLflow (names: runkeys.py)   |   report/, export read runs back",
+EDGE_BOTTOM = ("MLflow edge: artifacts.py, runrecords.py (values and files) -> track/, the "
+               "only code that imports MLflow (names: runkeys.py)   |   report/, export read runs "
+               "back",
                "#f6e3d4")
 
 
@@ -51,9 +52,9 @@ def draw(path: Path) -> None:
         if i:
             ax.annotate("", xy=(x - 0.02, 2.1), xytext=(x - 0.28, 2.1),
                         arrowprops={"arrowstyle": "->", "color": "0.3"})
-    ax.text(0.15, 1.12, "pipeline.py runs the stages in order on tensors in memory, on the run's "
-            "device (device.py); dashed: only when configured. Numeric modules know nothing of "
-            "MLflow or Hydra.", fontsize=8.5, va="center")
+    ax.text(0.15, 1.12, "pipeline.py runs the stages (stages.py) in order on tensors in memory, "
+            "on the run's device (device.py); dashed: only when configured. Numeric modules know "
+            "nothing of MLflow or Hydra.", fontsize=8.5, va="center")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 

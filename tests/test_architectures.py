@@ -17,7 +17,7 @@ from classvis.models import (
     count_parameters,
     parse_architecture,
 )
-from classvis.settings import ConfigError
+from classvis.validation import ConfigError
 
 SMALL = [LeNet5Settings(), ConvNetSettings(depth=2, width=8),
          ConvNetSettings(depth=3, width=4, norm="batch"), ConvNetSettings(width=4, norm="none")]
@@ -169,10 +169,14 @@ def test_the_deep_preset_sets_visualizations_against_real_images_and_reports_bot
     client = client_for(db)
     runs = training_runs(client, [client.get_experiment_by_name("deep").experiment_id])
     cells = sorted((r.data.tags["extractor"], r.data.tags["per_class"],
-                    r.data.tags["teacher_source"]) for r in runs)
+                    r.data.tags["teacher_origin"]) for r in runs)
     assert [cell[:2] for cell in cells] == [("class_vis", "1"), ("real_subset", "1")]
     assert sorted(cell[2] for cell in cells) == ["cache", "trained"]  # one teacher
     for run in runs:
+        # the extractor the preset chose, not only the ascent that implements it
+        assert run.data.tags["choice.extractor"] == {"class_vis": "deep_vis", "real_subset":
+                                                     "real_subset"}[run.data.tags["extractor"]]
+        assert run.data.tags["choice.experiment"] == "deep"
         assert run.data.tags["student_variant"].startswith("optimizer=adam")
         assert run.data.metrics["teacher/accuracy"] > 0.9
     real = [r for r in runs if r.data.tags["extractor"] == "real_subset"]

@@ -7,8 +7,8 @@ import torch
 from conftest import ROOT
 from hydra import compose, initialize_config_dir
 
-from classvis.config import run_settings
-from classvis.settings import ConfigError
+from classvis.from_config import run_settings
+from classvis.validation import ConfigError
 
 
 def settings_for(*overrides: str, base_dir=None):
@@ -143,7 +143,7 @@ def test_config_digest_ignores_where_things_are_stored_but_not_what_is_run():
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from classvis.config import config_digest
+    from classvis.from_config import config_digest
 
     def digest(*overrides):
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):

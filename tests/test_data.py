@@ -7,7 +7,7 @@ import torch
 from conftest import blob_images, flip_data_byte, make_image_folder, truncate, write_idx
 
 from classvis.data import DatasetSettings, load_dataset
-from classvis.settings import ConfigError, parse
+from classvis.validation import ConfigError, parse
 
 
 def mnist_settings(root, cache_dir, **extra) -> DatasetSettings:

@@ -14,7 +14,7 @@ from classvis.extract import ClassVisSettings, class_vis
 from classvis.fit import TeacherTraining, fit
 from classvis.models import ConvNetSettings, LeNet5Settings, build_model
 from classvis.priors import FourierImage, batchnorm_statistics
-from classvis.settings import ConfigError, parse
+from classvis.validation import ConfigError, parse
 
 BN_NET = ConvNetSettings(depth=2, width=8, norm="batch")
 

@@ -14,7 +14,7 @@ from conftest import ROOT
 from test_config import settings_for
 
 from classvis.commandline import check_group_choices
-from classvis.settings import ConfigError
+from classvis.validation import ConfigError
 
 DIGITS = "dataset=digits"
 

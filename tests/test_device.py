@@ -10,7 +10,7 @@ from test_numeric import toy_data
 
 from classvis import device as device_module
 from classvis.device import device_name, resolve_device
-from classvis.settings import ConfigError
+from classvis.validation import ConfigError
 
 CUDA = torch.cuda.is_available()
 
@@ -98,7 +98,7 @@ def test_a_run_on_cuda_logs_its_device_and_its_teacher_loads_on_the_cpu(tmp_path
     assert [r.data.tags["device"] for r in runs] == ["cuda:0", "cpu"]
     assert runs[0].data.tags["device_name"] == torch.cuda.get_device_name(0)
     # the teacher trained on the GPU is the CPU run's teacher, from the cache
-    assert [r.data.tags["teacher_source"] for r in runs] == ["trained", "cache"]
+    assert [r.data.tags["teacher_origin"] for r in runs] == ["trained", "cache"]
     assert (runs[0].data.metrics["teacher/accuracy"]
             == runs[1].data.metrics["teacher/accuracy"] > 0.85)
     for run in runs:

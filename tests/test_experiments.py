@@ -19,8 +19,8 @@ from classvis.extract import ClassVisSettings, Extraction, class_vis
 from classvis.fit import TeacherTraining, fit
 from classvis.models import build_model
 from classvis.priors import gaussian_blur, total_variation, within_class_similarity
-from classvis.settings import ConfigError, parse
 from classvis.swap import SwapSettings, swap_class
+from classvis.validation import ConfigError, parse
 
 
 def digits(**options) -> DatasetSettings:
@@ -207,7 +207,7 @@ def test_section8_and_section10_presets_run_and_report(tmp_path, capsys):
     # the donor teacher is the 3-vs-4 teacher trained by the subset run: reused, not retrained
     subset = next(r for r in runs if r.data.tags.get("classes") == '["3", "4"]')
     assert swap.data.tags["donor_teacher_key"] == subset.data.tags["teacher_key"]
-    assert swap.data.tags["donor_teacher_source"] == "cache"
+    assert swap.data.tags["donor_teacher_origin"] == "cache"
     assert swap.info.run_name == "digits | linear -> class_vis (3 from 3-vs-4) -> linear | seed 0"
     metrics = swap.data.metrics
     assert metrics["student/false_positives/3"] > metrics["baseline_student/false_positives/3"]
@@ -270,7 +270,7 @@ def test_section10_paper_preset_trains_its_teacher_for_steps_once(tmp_path):
     client = client_for(db)
     runs = training_runs(client, [client.get_experiment_by_name("section10_paper").experiment_id],
                               order_by=["attributes.start_time ASC"])
-    assert [r.data.tags["teacher_source"] for r in runs] == ["trained", "cache"]
+    assert [r.data.tags["teacher_origin"] for r in runs] == ["trained", "cache"]
     assert runs[0].data.tags["teacher_key"] == runs[1].data.tags["teacher_key"]
     assert runs[0].data.tags["teacher"] == "mlp30-sigmoid"
     assert runs[0].data.tags["teacher_variant"] == "epochs=None, steps=300"

@@ -8,15 +8,16 @@ import ast
 import pytest
 from conftest import ROOT
 
-CORE = ["classvis.pipeline", "classvis.runsettings", "classvis.fit", "classvis.distill",
-        "classvis.extract",
-        "classvis.priors", "classvis.augment", "classvis.models", "classvis.evaluate",
-        "classvis.privacy", "classvis.compress", "classvis.swap", "classvis.data",
-        "classvis.datafiles", "classvis.registry", "classvis.loaders"]
+CORE = ["classvis.pipeline", "classvis.stages", "classvis.runsettings", "classvis.fit",
+        "classvis.distill", "classvis.extract", "classvis.priors", "classvis.augment",
+        "classvis.models", "classvis.evaluate", "classvis.privacy", "classvis.compress",
+        "classvis.swap", "classvis.data", "classvis.datafiles", "classvis.registry",
+        "classvis.loaders", "classvis.runrecords", "classvis.artifacts"]
 
 
 FRAMEWORKS = ("mlflow", "omegaconf", "hydra")
-EDGE = ("classvis.track", "classvis.app", "classvis.config", "classvis.sweep", "classvis.record")
+EDGE = ("classvis.track", "classvis.app", "classvis.from_config", "classvis.sweep",
+        "classvis.record")
 # the tracking group's settings: plain dataclasses in a package whose face imports nothing
 SETTINGS_ONLY = {"classvis.track", "classvis.track.settings"}
 
@@ -117,7 +118,7 @@ def test_a_synthetic_set_file_is_read_once_when_the_settings_are_parsed(tmp_path
     monkeypatch.setattr(SyntheticSet, "load", classmethod(counting))
     settings = settings_for("dataset=synthetic", f"dataset.path={path}", "privacy.enabled=false",
                             "trainer.student.steps=3", "device=cpu")
-    assert settings.source_file is not None and len(reads) == 1
+    assert settings.synthetic_file is not None and len(reads) == 1
     result = pipeline.run(settings)
     assert len(reads) == 1                     # the pipeline used the parsed record
     assert result.data is None and result.class_names == ["a", "b"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from classvis.artifacts import ModelRecord
 from classvis.models import build_model, describe_model, parse_architecture
+from classvis.runrecords import ModelRecord
 from classvis.track.connect import connect
 from classvis.track.runs import tracked_run
 from classvis.track.settings import TrackingSettings

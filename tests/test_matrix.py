@@ -34,11 +34,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from classvis import pipeline
-from classvis.config import run_settings
+from classvis.from_config import run_settings
 from classvis.loaders import known_class_names
 from classvis.loaders.torchvision_files import TORCHVISION_CLASSES
 from classvis.models import ARCHITECTURES
-from classvis.settings import ConfigError
+from classvis.validation import ConfigError
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import torch
 from conftest import MaliciousPickle, make_image_folder, make_mnist
 
 from classvis.data import DatasetSettings, load_dataset
-from classvis.settings import parse
+from classvis.validation import parse
 
 PAYLOAD = pickle.dumps(MaliciousPickle())
 
@@ -55,8 +55,8 @@ def test_a_payload_as_a_logged_models_weights_never_runs(tmp_path, monkeypatch):
 
     import mlflow
 
-    from classvis.artifacts import ModelRecord
     from classvis.models import build_model, describe_model, parse_architecture
+    from classvis.runrecords import ModelRecord
     from classvis.track.connect import connect
     from classvis.track.runs import tracked_run
     from classvis.track.settings import TrackingSettings

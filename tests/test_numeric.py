@@ -21,7 +21,7 @@ from classvis.extract import (
 )
 from classvis.fit import DivergenceError, TeacherTraining, fit
 from classvis.models import DenseSettings, build_model, count_parameters
-from classvis.settings import ConfigError
+from classvis.validation import ConfigError
 
 LINEAR = DenseSettings(name="linear")
 MLP = DenseSettings(name="mlp", hidden=(16,))

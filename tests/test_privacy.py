@@ -87,20 +87,20 @@ def test_the_yardstick_is_measured_once_per_dataset_and_kept_beside_its_cache(
     from conftest import flip_data_byte
     from test_config import settings_for
 
-    from classvis import pipeline
+    from classvis import pipeline, stages
 
     monkeypatch.setenv("CLASSVIS_DATA", str(mnist_root))
     cache = tmp_path / "cache"
     base = ["dataset=mnist", f"dataset.cache_dir={cache}", "trainer.teacher.epochs=1",
             "trainer.student.steps=5", "teacher_cache.enabled=false", "device=cpu"]
     measured = []
-    original = pipeline.yardstick
+    original = stages.yardstick
 
     def counted(*args, **kwargs):
         measured.append(args[2].test_sample)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "yardstick", counted)
+    monkeypatch.setattr(stages, "yardstick", counted)
     first = pipeline.run(settings_for(*base, "privacy.test_sample=50"))
     (kept,) = cache.glob("mnist-*.privacy-*.safetensors")
     second = pipeline.run(settings_for(*base, "privacy.test_sample=50"))

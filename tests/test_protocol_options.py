@@ -17,8 +17,8 @@ from classvis import fit as fit_module
 from classvis.data import load_dataset
 from classvis.fit import TeacherTraining, fit
 from classvis.models import DenseSettings, build_model
-from classvis.pipeline import _student, stage_seed
-from classvis.settings import ConfigError, parse
+from classvis.stages import stage_seed, train_student
+from classvis.validation import ConfigError, parse
 
 SIGMOID = DenseSettings(name="mlp", hidden=(8,), activation="sigmoid", init="glorot")
 
@@ -82,14 +82,14 @@ def test_a_student_started_from_the_teachers_init_starts_from_its_exact_weights(
     assert settings.trainer.student.start == "teacher_init"
     teacher_start = build_model(settings.teacher, (1, 8, 8), 10,
                                 stage_seed(settings.seed, "teacher/init"))
-    student, untrained, _ = _student(settings, (1, 8, 8), 10, torch.rand(10, 1, 8, 8),
+    student, untrained, _ = train_student(settings, (1, 8, 8), 10, torch.rand(10, 1, 8, 8),
                                      torch.zeros(10, 10))
     for p, q in zip(untrained.parameters(), teacher_start.parameters(), strict=True):
         assert torch.equal(p, q)
     own = dataclasses.replace(settings, trainer=dataclasses.replace(
         settings.trainer, student=dataclasses.replace(settings.trainer.student,
                                                       start="own_init")))
-    _, own_untrained, _ = _student(own, (1, 8, 8), 10, torch.rand(10, 1, 8, 8),
+    _, own_untrained, _ = train_student(own, (1, 8, 8), 10, torch.rand(10, 1, 8, 8),
                                    torch.zeros(10, 10))
     assert not torch.equal(own_untrained[1].weight, teacher_start[1].weight)
 

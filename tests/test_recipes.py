@@ -14,7 +14,7 @@ from classvis.distill import StudentTraining, distill
 from classvis.extract import soft_targets
 from classvis.fit import TeacherTraining, fit
 from classvis.models import ConvNetSettings, build_model
-from classvis.settings import ConfigError, parse
+from classvis.validation import ConfigError, parse
 
 
 def test_crop_moves_each_image_by_its_own_offset_within_the_padding():

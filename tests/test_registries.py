@@ -16,9 +16,9 @@ from omegaconf import OmegaConf, open_dict
 from test_presets import preset_jobs, presets
 from torch import nn
 
-from classvis.config import run_settings
 from classvis.data import DatasetSettings, ImageData
 from classvis.extract import EXTRACTORS
+from classvis.from_config import run_settings
 from classvis.loaders import (
     LOADERS,
     check_files,
@@ -30,7 +30,7 @@ from classvis.loaders import (
 from classvis.models import ARCHITECTURES, build_model, parse_architecture
 from classvis.models.base import trait
 from classvis.registry import Registry
-from classvis.settings import ConfigError
+from classvis.validation import ConfigError
 
 CONF = ROOT / "conf"
 SHAPES = [(1, 28, 28), (3, 32, 32)]

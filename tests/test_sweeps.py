@@ -115,7 +115,7 @@ def test_same_config_and_seed_give_identical_metrics(tmp_path):
                    f"hydra.sweep.dir={tmp_path}/sweep")
     assert result.returncode == 0, result.stderr[-2000:]
     first, second = runs_of(db, "determinism")
-    assert first.data.tags["teacher_source"] == second.data.tags["teacher_source"] == "trained"
+    assert first.data.tags["teacher_origin"] == second.data.tags["teacher_origin"] == "trained"
     results = [{k: v for k, v in run.data.metrics.items() if not k.startswith("time/")}
                for run in (first, second)]
     assert results[0] == results[1]

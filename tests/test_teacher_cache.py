@@ -38,8 +38,8 @@ def test_same_settings_reuse_the_trained_teacher(tmp_path):
     data = toy_data()
     first, trained = obtain(tmp_path, data)
     second, retrained = obtain(tmp_path, data)
-    assert (first.source, trained) == ("trained", 1)
-    assert (second.source, retrained) == ("cache", 0)
+    assert (first.origin, trained) == ("trained", 1)
+    assert (second.origin, retrained) == ("cache", 0)
     assert second.key == first.key and second.epoch_losses == first.epoch_losses
     for (name, a), (_, b) in zip(first.model.state_dict().items(),
                                  second.model.state_dict().items(), strict=True):
@@ -60,24 +60,24 @@ def test_anything_that_shapes_the_teacher_misses_the_cache(tmp_path, change):
     data = toy_data()
     obtain(tmp_path, data)
     teacher, trained = obtain(tmp_path, data, **change)
-    assert (teacher.source, trained) == ("trained", 1)
+    assert (teacher.origin, trained) == ("trained", 1)
 
 
 def test_other_data_misses_the_cache(tmp_path):
     obtain(tmp_path, toy_data())
     other = toy_data()
     other.fingerprint = "another-source"
-    assert obtain(tmp_path, other)[0].source == "trained"
+    assert obtain(tmp_path, other)[0].origin == "trained"
     subset = toy_data()
     subset.class_names = ["c1", "c0", "c2", "c3"]
-    assert obtain(tmp_path, subset)[0].source == "trained"
+    assert obtain(tmp_path, subset)[0].origin == "trained"
 
 
 def test_a_change_to_the_training_code_misses_the_cache(tmp_path, monkeypatch):
     data = toy_data()
     obtain(tmp_path, data)
     monkeypatch.setattr(fit_module, "TRAINING_CODE_VERSION", "changed")
-    assert obtain(tmp_path, data)[0].source == "trained"
+    assert obtain(tmp_path, data)[0].origin == "trained"
 
 
 def test_disabled_cache_always_trains(tmp_path):
@@ -94,9 +94,9 @@ def test_a_crafted_pickle_in_the_cache_is_refused_not_executed(tmp_path, monkeyp
     (cached,) = (tmp_path / "cache").glob("*.safetensors")
     cached.write_bytes(pickle.dumps(MaliciousPickle()))
     teacher, trained = obtain(tmp_path / "cache", data)
-    assert (teacher.source, trained) == ("trained", 1)
+    assert (teacher.origin, trained) == ("trained", 1)
     assert not (tmp_path / "PWNED").exists()
-    assert obtain(tmp_path / "cache", data)[0].source == "cache"  # rewritten as safetensors
+    assert obtain(tmp_path / "cache", data)[0].origin == "cache"  # rewritten as safetensors
 
 
 @pytest.mark.parametrize("damage,why", [
@@ -110,11 +110,11 @@ def test_a_damaged_entry_is_reported_in_one_line_and_retrained(tmp_path, caplog,
     damage(cached)
     with caplog.at_level("WARNING", logger="classvis"):
         again, trained = obtain(tmp_path, data)
-    assert (again.source, trained) == ("trained", 1)
+    assert (again.origin, trained) == ("trained", 1)
     (line,) = [r.getMessage() for r in caplog.records if "teacher cache" in r.getMessage()]
     assert line.startswith(f"discarding teacher cache entry {cached}: {why}")
     assert line.endswith("training the teacher again") and "\n" not in line
     for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values(),
                     strict=True):
         assert torch.equal(a, b)  # the same seed retrains the same teacher
-    assert obtain(tmp_path, data)[0].source == "cache"  # and the entry is sound again
+    assert obtain(tmp_path, data)[0].origin == "cache"  # and the entry is sound again

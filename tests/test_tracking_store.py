@@ -64,9 +64,9 @@ def test_processes_creating_one_new_store_at_once_lose_nothing(tmp_path):
 
 
 def test_a_store_mlflow_cannot_open_is_one_line_naming_the_key(tmp_path):
-    from classvis.settings import ConfigError
     from classvis.track.connect import connect
     from classvis.track.settings import TrackingSettings
+    from classvis.validation import ConfigError
 
     broken = tmp_path / "broken.db"
     broken.write_bytes(b"this is not an SQLite database, nor a half of one" * 100)
@@ -80,9 +80,9 @@ def test_a_store_mlflow_cannot_open_is_one_line_naming_the_key(tmp_path):
 def test_an_unreachable_tracking_server_is_one_line_within_seconds():
     import time
 
-    from classvis.settings import ConfigError
     from classvis.track.connect import connect
     from classvis.track.settings import TrackingSettings
+    from classvis.validation import ConfigError
 
     started = time.perf_counter()
     with pytest.raises(ConfigError) as raised:
@@ -258,7 +258,7 @@ def test_a_dataset_two_jobs_log_at_once_is_retried_not_failed():
     """MLflow's get-or-create of a dataset is not atomic: of two jobs logging the same new dataset
     to a server at once, one insert fails on the unique key (seen in CI with two submitit jobs);
     the next try finds the dataset and succeeds."""
-    from classvis.artifacts import DatasetInput
+    from classvis.runrecords import DatasetInput
     from classvis.track.runs import TrackedRun
 
     class RacingClient:

@@ -66,6 +66,11 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
         assert (tags["extractor"], tags["teacher"], tags["student"], tags["seed"]) == (
             "class_vis", "linear", "linear", "0")
         assert tags["hydra.job_num"] == job
+        # the config-group options as the user chose them, Hydra's own groups left out
+        assert {key: value for key, value in tags.items() if key.startswith("choice.")} == {
+            "choice.dataset": tags["dataset"], "choice.teacher": "linear",
+            "choice.student": "linear", "choice.extractor": "auto/linear",
+            "choice.trainer": "paper", "choice.swap": "none", "choice.compress": "none"}
         assert tags["hydra.overrides"].startswith(f"dataset={tags['dataset']}")
         assert params["trainer.teacher.lr"] == "0.5" and params["dataset.name"] == tags["dataset"]
         for model in ("teacher", "student", "untrained"):
@@ -163,12 +168,12 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
     assert "student/accuracy" not in without.data.metrics
     assert without.data.metrics["student/synthetic_agreement"] == 1.0
     assert with_test.data.tags["test_set"] == "real"
-    assert with_test.data.tags["synthetic_source_run_id"] == mnist.info.run_id
+    assert with_test.data.tags["synthetic_file.run_id"] == mnist.info.run_id
     assert (with_test.data.tags["dataset"], with_test.data.tags["teacher"]) == ("mnist", "linear")
     assert with_test.info.run_name == "mnist | linear -> class_vis [file] -> linear | seed 0"
     # same images, targets, student and seed: the very student of the original run
     assert with_test.data.metrics["student/accuracy"] == mnist.data.metrics["student/accuracy"]
-    assert with_test.data.metrics["source/teacher_accuracy"] == mnist.data.metrics[
+    assert with_test.data.metrics["synthetic_file/teacher_accuracy"] == mnist.data.metrics[
         "teacher/accuracy"]
 
 

@@ -20,13 +20,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from classvis import lifecycle
-from classvis.config import run_settings
 from classvis.fit import DivergenceError
+from classvis.from_config import run_settings
 from classvis.job import Job, write_status
 from classvis.record import InvalidInput, record_run
-from classvis.settings import ConfigError
 from classvis.sweep import parent_run_of
 from classvis.track.interrupt import Terminated
+from classvis.validation import ConfigError
 
 log = logging.getLogger("classvis")
 
@@ -44,7 +44,20 @@ def current_job() -> Job:
         search="optuna" in str(hydra.sweeper.get("_target_", "")).lower(),
         parent_run=(parent_run_of(Path(hydra.runtime.cwd) / hydra.sweep.dir)
                     if hydra.mode == RunMode.MULTIRUN else None),
+        choices=group_choices(hydra.runtime.choices),
     )
+
+
+def group_choices(choices: Any) -> dict[str, str]:
+    """The options chosen for classvis's config groups, from Hydra's ``runtime.choices``:
+    ``architecture@teacher`` is named by where it goes (``teacher``); Hydra's own groups, the
+    per-architecture recipes the defaults pick and groups left unset are left out."""
+    chosen = {}
+    for group, option in choices.items():
+        if option is None or group.startswith(("hydra/", "recipe/")):
+            continue
+        chosen[group.split("@", 1)[1] if "@" in group else group] = str(option)
+    return chosen
 
 
 def _remove_output_dir(job: Job) -> None:

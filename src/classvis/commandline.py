@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from classvis.settings import ConfigError
+from classvis.validation import ConfigError
 
 
 def group_options(conf_dir: Path, group: str) -> list[str]:

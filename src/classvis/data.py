@@ -17,7 +17,7 @@ import torch
 from classvis.datafiles import load_arrays
 from classvis.loaders import given
 from classvis.loaders.torchvision_files import TORCHVISION_CLASSES
-from classvis.settings import require, writable_folder
+from classvis.validation import require, writable_folder
 
 
 @dataclass(frozen=True)

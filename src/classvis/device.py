@@ -11,7 +11,7 @@ import platform
 
 import torch
 
-from classvis.settings import ConfigError
+from classvis.validation import ConfigError
 
 CHOICES = "auto, cpu, cuda, cuda:N or mps"
 

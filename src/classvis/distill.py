@@ -21,7 +21,7 @@ from classvis.augment import OPERATIONS, Operation, affine
 from classvis.fit import check_finite
 from classvis.models.dense import Classifier
 from classvis.optim import make_optimizer
-from classvis.settings import non_negative, positive, require
+from classvis.validation import non_negative, positive, require
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class StudentTraining:
     batch_size: int = 0
     augment: tuple[Operation, ...] = ()
     # auto: teacher when the run has one, keep for a student from a synthetic set file
-    # (resolved at the door by classvis.config)
+    # (resolved at the door by classvis.from_config)
     augment_targets: Literal["teacher", "keep", "auto"] = "teacher"
 
     def check(self, key: str) -> None:

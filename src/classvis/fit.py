@@ -18,7 +18,7 @@ from torch import nn
 
 from classvis.augment import crop_flip
 from classvis.optim import make_optimizer
-from classvis.settings import non_negative, positive, require
+from classvis.validation import non_negative, positive, require
 
 # Bumped whenever a change to this module changes what training produces (keys the teacher cache).
 TRAINING_CODE_VERSION = "1"

@@ -4,7 +4,7 @@ in its folder for the sweep to count."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ class Job:
     output_dir: Path | None
     search: bool = False  # a trial of a hyperparameter search (the Optuna sweeper)
     parent_run: str | None = None  # the sweep's parent run
+    # the config-group options the user chose (group -> option), Hydra's own groups left out
+    choices: dict[str, str] = field(default_factory=dict)
 
     def run_name(self, settings: RunSettings) -> str:
         """The run's name; trials of a search share everything else, so they get their number."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from classvis import runkeys as keys
-from classvis.settings import positive
+from classvis.validation import positive
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-from classvis.settings import require
+from classvis.validation import require
 
 Mode = Literal["auto", True, False]
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from classvis import artifacts, pipeline
+from classvis import artifacts, pipeline, runrecords
 from classvis import runkeys as keys
-from classvis.config import config_digest, resolved_mapping
 from classvis.device import device_name
+from classvis.from_config import config_digest, resolved_mapping
 from classvis.job import Job, write_status
 from classvis.lifecycle import while_running
 from classvis.loaders import source_location
@@ -24,10 +24,10 @@ from classvis.models import is_dense
 from classvis.progress import Progress, quiet_mlflow_when
 from classvis.resume import reap_or_skip_running, skip_if_finished
 from classvis.runsettings import RunSettings
-from classvis.settings import ConfigError
 from classvis.synthetic import file_digest
 from classvis.track.connect import connect
 from classvis.track.runs import flatten, tracked_run
+from classvis.validation import ConfigError
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -60,6 +60,8 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
         keys.DEVICE: settings.device,
         keys.DEVICE_NAME: device_name(settings.device),
     }
+    for group, option in job.choices.items():
+        tags[keys.choice(group)] = option
     for kind, variant in (("extractor", settings.extractor_variant),
                           ("teacher", settings.teacher_variant),
                           ("student", settings.student_variant)):
@@ -79,13 +81,13 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
         tags[keys.COMPRESS] = "biases"
     if settings.caveat:
         tags[keys.CAVEAT] = settings.caveat
-    if settings.source is not None:
-        tags.update({keys.EXTRACTOR: settings.source.get("extractor_name", "unknown"),
-                     keys.PER_CLASS: settings.source.get("per_class", "1"),
+    if settings.file_header is not None:
+        tags.update({keys.EXTRACTOR: settings.file_header.get("extractor_name", "unknown"),
+                     keys.PER_CLASS: settings.file_header.get("per_class", "1"),
                      keys.SYNTHETIC_FILE: str(settings.dataset.path)})
         for key in ("run_id", "experiment"):
-            if key in settings.source:
-                tags[keys.SYNTHETIC_SOURCE_PREFIX + key] = settings.source[key]
+            if key in settings.file_header:
+                tags[keys.FILE_HEADER_PREFIX + key] = settings.file_header[key]
     commit = git_commit()
     if commit is not None:
         tags[keys.GIT_COMMIT] = tags[keys.SOURCE_GIT_COMMIT] = commit[0]
@@ -102,8 +104,8 @@ def summary_line(run_name: str, result: pipeline.RunResult, metrics: dict[str, f
              for name in ("teacher", "student", "untrained", "baseline_student", "compressed",
                           "donor_teacher") if name in evaluations]
     if result.file_info is not None:
-        if "source_teacher_accuracy" in result.file_info:
-            parts.insert(0, f"teacher {result.file_info['source_teacher_accuracy']:.2%} (recorded "
+        if "file_teacher_accuracy" in result.file_info:
+            parts.insert(0, f"teacher {result.file_info['file_teacher_accuracy']:.2%} (recorded "
                             f"in the file)")
         if result.test_unavailable is not None:
             parts.append(f"no real test set ({result.test_unavailable})")
@@ -133,8 +135,8 @@ def record_run(cfg: DictConfig, settings: RunSettings, job: Job
     experiment_id = connect(settings.tracking)
     resolved = resolved_mapping(cfg, "config")
     resolved["device"] = settings.device   # where "auto" led on this machine
-    if settings.source_file is not None:  # the file's content, not its name, determines the run
-        resolved["dataset"]["sha256"] = file_digest(settings.source_file.path)
+    if settings.synthetic_file is not None:  # the file's content, not its name, determines the run
+        resolved["dataset"]["sha256"] = file_digest(settings.synthetic_file.path)
     digest = config_digest(resolved)
     skipped = skip_if_finished(experiment_id, digest, settings, job)
     if skipped is not None:
@@ -167,23 +169,23 @@ def record_run(cfg: DictConfig, settings: RunSettings, job: Job
         folder.mkdir()
         (folder / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
         figures = artifacts.write_artifacts(result, folder, name)
-        run.set_tags({keys.TEACHER_SOURCE: result.teacher_source,
+        run.set_tags({keys.TEACHER_ORIGIN: result.teacher_origin,
                       keys.TEACHER_KEY: result.teacher_key,
                       keys.CLASS_NAMES: json.dumps(result.class_names)})
         if result.file_info is not None:
             run.set_tags({keys.TEST_SET: "real" if result.test_unavailable is None
                           else "unavailable"})
         if result.swap is not None:
-            run.set_tags({keys.DONOR_TEACHER_SOURCE: result.swap.donor_source,
+            run.set_tags({keys.DONOR_TEACHER_ORIGIN: result.swap.donor_origin,
                           keys.DONOR_TEACHER_KEY: result.swap.donor_key})
         series = {keys.STUDENT_LOSS: list(enumerate(result.student_losses, start=1))}
-        if result.teacher_source == "cache":  # the stored curve, so every run shows it
+        if result.teacher_origin == "cache":  # the stored curve, so every run shows it
             series[keys.TEACHER_LOSS] = list(enumerate(result.teacher_losses, start=1))
         run.log_series(series)
-        run.log_datasets(artifacts.run_datasets(
+        run.log_datasets(runrecords.run_datasets(
             result, source_location(settings.dataset),
             f"{run.artifact_uri.rstrip('/')}/{keys.SYNTHETIC_SET_ARTIFACT}"))
-        run.log_models(artifacts.run_models(result, settings.tracking.log_models))
+        run.log_models(runrecords.run_models(result, settings.tracking.log_models))
         figures.draw(folder)
         run.log_artifacts(folder)
         metrics = artifacts.run_metrics(result)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from classvis.settings import parse, require
+from classvis.validation import parse, require
 
 Function = TypeVar("Function", bound=Callable[..., Any])
 

@@ -30,7 +30,7 @@ SWAP_TARGETS = "swap.targets"
 COMPRESS = "compress"
 CAVEAT = "caveat"                     # why the combination is weak by nature (RunSettings.caveat)
 SYNTHETIC_FILE = "synthetic_file"     # a student trained from an exported file
-SYNTHETIC_SOURCE_PREFIX = "synthetic_source_"
+FILE_HEADER_PREFIX = "synthetic_file."  # + run_id, experiment: the run that made the file
 CONFIG_DIGEST = "config_digest"       # resume: an identical resolved config
 GIT_COMMIT = "git_commit"
 GIT_DIRTY = "git_dirty"
@@ -44,9 +44,9 @@ PID_STARTED = "classvis.pid_started"  # the process's start time: a reused PID i
 HEARTBEAT = "classvis.heartbeat"      # unix seconds, refreshed while the run lasts
 
 # Tags: how it went (set as the run ends).
-TEACHER_SOURCE = "teacher_source"     # trained | cache
+TEACHER_ORIGIN = "teacher_origin"     # trained | cache
 TEACHER_KEY = "teacher_key"
-DONOR_TEACHER_SOURCE = "donor_teacher_source"
+DONOR_TEACHER_ORIGIN = "donor_teacher_origin"
 DONOR_TEACHER_KEY = "donor_teacher_key"
 CLASS_NAMES = "class_names"           # a JSON list, in label order
 TEST_SET = "test_set"                 # real | unavailable (students from a file)
@@ -80,8 +80,14 @@ LOG_TIME = "time/log"
 TEACHER_LOSS = "teacher/loss"
 STUDENT_LOSS = "student/loss"
 SYNTHETIC_AGREEMENT = "student/synthetic_agreement"
-SOURCE_TEACHER_ACCURACY = "source/teacher_accuracy"
+FILE_TEACHER_ACCURACY = "synthetic_file/teacher_accuracy"
 DISTANCE_RATIO = "privacy/distance_ratio"
+
+
+def choice(group: str) -> str:
+    """The tag holding the option the user chose for a config group (``choice.extractor``:
+    ``deep_vis``; ``choice.teacher``: the teacher's architecture), as Hydra composed it."""
+    return f"choice.{group}"
 
 
 def variant(kind: str) -> str:

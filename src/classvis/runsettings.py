@@ -1,4 +1,4 @@
-"""The settings of one run, typed and validated (made by ``classvis.config.run_settings`` from
+"""The settings of one run, typed and validated (made by ``classvis.from_config.run_settings`` from
 the composed Hydra config); what the pipeline reads. No config framework in here."""
 
 from __future__ import annotations
@@ -30,15 +30,15 @@ class TrainerSettings:
 
 
 @dataclass(frozen=True, eq=False)
-class SourceFile:
+class SyntheticFile:
     """A synthetic set file (``dataset=synthetic``), read once when the settings are parsed: the
     images, soft targets and header, and the real dataset it came from, parsed from the header
     (None, with the reason, when the header does not describe a usable one)."""
     path: str
     synthetic: SyntheticSet
-    source_dataset: DatasetSettings | None
-    source_seed: int
-    why_no_source: str = ""
+    dataset: DatasetSettings | None
+    seed: int
+    why_no_dataset: str = ""
 
     @property
     def header(self) -> dict[str, str]:
@@ -66,12 +66,12 @@ class RunSettings:
     progress: Mode = "auto"
     device: str = "cpu"   # resolved: cpu, cuda:N or mps
     # dataset=synthetic: the file, read once at validation
-    source_file: SourceFile | None = field(default=None, compare=False)
+    synthetic_file: SyntheticFile | None = field(default=None, compare=False)
 
     @property
-    def source(self) -> dict[str, str] | None:
+    def file_header(self) -> dict[str, str] | None:
         """A synthetic set file's header (what it was extracted from); None for other runs."""
-        return None if self.source_file is None else self.source_file.header
+        return None if self.synthetic_file is None else self.synthetic_file.header
 
     @property
     def per_class(self) -> int:
@@ -81,26 +81,26 @@ class RunSettings:
     @property
     def from_file(self) -> bool:
         """The student learns from a synthetic set file: no teacher, no extraction."""
-        return self.source is not None
+        return self.file_header is not None
 
     @property
     def dataset_name(self) -> str:
         """The dataset's name (the source dataset's, for a synthetic set file)."""
-        if self.source is not None:
-            return json.loads(self.source.get("source_dataset", "{}")).get("name", "unknown")
+        if self.file_header is not None:
+            return json.loads(self.file_header.get("source_dataset", "{}")).get("name", "unknown")
         return self.dataset.name
 
     @property
     def teacher_label(self) -> str:
-        if self.source is not None:
-            return self.source.get("teacher", "unknown teacher")
+        if self.file_header is not None:
+            return self.file_header.get("teacher", "unknown teacher")
         return self.teacher.label
 
     @property
     def dataset_label(self) -> str:
         """``mnist``, ``mnist[3,4]``, ``mnist[3 vs rest]``."""
-        if self.source is not None:
-            return self.source.get("dataset", "unknown dataset")
+        if self.file_header is not None:
+            return self.file_header.get("dataset", "unknown dataset")
         if self.dataset.classes is not None:
             return f"{self.dataset.name}[{','.join(map(str, self.dataset.classes))}]"
         if self.dataset.one_vs_rest is not None:
@@ -112,7 +112,7 @@ class RunSettings:
     def one_vs_rest_balance(self) -> str | None:
         """How the run's one-vs-rest sets (its own or its swap donor's) are balanced; None when
         it has none."""
-        if self.source is None and (self.dataset.one_vs_rest is not None
+        if self.file_header is None and (self.dataset.one_vs_rest is not None
                                     or self.swap.donor_one_vs_rest is not None):
             return self.dataset.one_vs_rest_balance
         return None
@@ -120,8 +120,8 @@ class RunSettings:
     @property
     def extractor_label(self) -> str:
         """``class_vis``, ``class_vis x10`` (10 per class), ``class_vis (3 from 3-vs-4)``."""
-        if self.source is not None:
-            return f"{self.source.get('extractor', 'unknown extractor')} [file]"
+        if self.file_header is not None:
+            return f"{self.file_header.get('extractor', 'unknown extractor')} [file]"
         label = self.extractor_name
         if self.per_class > 1:
             label += f" x{self.per_class}"
@@ -133,7 +133,7 @@ class RunSettings:
     def extractor_variant(self) -> str:
         """The extractor's settings that differ from its defaults (``l2=0.135``), per_class
         aside; empty for the defaults. Tells synthetic sets of one extractor apart."""
-        if self.source is not None:
+        if self.file_header is not None:
             return ""
         return _differences(self.extractor, skip=("per_class",))
 

@@ -14,7 +14,7 @@ import torch
 
 from classvis.data import DatasetSettings
 from classvis.extract import Extraction
-from classvis.settings import ConfigError, require
+from classvis.validation import ConfigError, require
 
 BASE, DONOR = "base", "donor"
 

@@ -26,12 +26,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from classvis import runkeys as keys
-from classvis.config import resolved_mapping
-from classvis.settings import parse
+from classvis.from_config import resolved_mapping
 from classvis.track.connect import connect
 from classvis.track.liveness import heartbeat, identity
 from classvis.track.settings import TrackingSettings, absolute_uri
 from classvis.track.store import Store
+from classvis.validation import parse
 
 log = logging.getLogger("classvis")
 STATUS_FILE = "classvis_status.json"  # each job's outcome, in its own folder

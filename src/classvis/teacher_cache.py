@@ -30,7 +30,7 @@ from classvis.filelock import locked
 from classvis.fit import TeacherTraining
 from classvis.integrity import DIGEST_KEY, damage, tensors_digest
 from classvis.models import ArchitectureSettings
-from classvis.settings import require, writable_folder
+from classvis.validation import require, writable_folder
 
 log = logging.getLogger(__name__)
 FORMAT = "classvis.teacher/2"  # 2: the header holds the weights' sha256
@@ -74,10 +74,10 @@ def teacher_key(data: ImageData, architecture: ArchitectureSettings, training: T
 
 
 @dataclass
-class Teacher:
+class ObtainedTeacher:
     model: nn.Module
     epoch_losses: list[float]
-    source: str   # "trained" or "cache"
+    origin: str   # "trained" or "cache"
     key: str
 
 
@@ -114,11 +114,11 @@ def _save(path: Path, model: nn.Module, key: str, material: dict, losses: list[f
 
 def obtain_teacher(settings: TeacherCacheSettings, data: ImageData, key: str, material: dict,
                    build: Callable[[], nn.Module],
-                   train: Callable[[nn.Module], list[float]]) -> Teacher:
+                   train: Callable[[nn.Module], list[float]]) -> ObtainedTeacher:
     """The cached teacher for ``key`` if there is one, else ``train(build())``, then cached."""
     if not settings.enabled:
         model = build()
-        return Teacher(model, train(model), "trained", key)
+        return ObtainedTeacher(model, train(model), "trained", key)
     label = material["architecture"]["name"]
     path = Path(settings.dir) / f"{data.name}-{label}-{key}.safetensors"
     with locked(path.with_suffix(".lock")):
@@ -127,8 +127,8 @@ def obtain_teacher(settings: TeacherCacheSettings, data: ImageData, key: str, ma
             losses = _load(path, model, key)
             if losses is not None:
                 model.eval()
-                return Teacher(model, losses, "cache", key)
+                return ObtainedTeacher(model, losses, "cache", key)
         model = build()
         losses = train(model)
         _save(path, model, key, material, losses)
-        return Teacher(model, losses, "trained", key)
+        return ObtainedTeacher(model, losses, "trained", key)

@@ -25,7 +25,7 @@ from classvis.priors import (
     within_class_similarity,
     within_class_spread,
 )
-from classvis.settings import non_negative, positive, require
+from classvis.validation import non_negative, positive, require
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from torch import nn
 from classvis.data import ImageData
 from classvis.extract import EXTRACTORS, Extraction, NoSettings
 from classvis.models import Classifier
-from classvis.settings import ConfigError, positive, require
+from classvis.validation import ConfigError, positive, require
 
 
 @EXTRACTORS.register("class_average", NoSettings, teacher_without_hidden_layers=False)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from classvis.registry import Registry
-from classvis.settings import ConfigError
+from classvis.validation import ConfigError
 
 if TYPE_CHECKING:
     from classvis.data import DatasetSettings

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from classvis.loaders import LOADERS, Arrays, as_nchw_uint8, given, root
-from classvis.settings import ConfigError
+from classvis.validation import ConfigError
 
 if TYPE_CHECKING:
     from classvis.data import DatasetSettings

@@ -12,7 +12,7 @@ from torch import nn
 
 from classvis.models.base import ARCHITECTURES
 from classvis.models.dense import ACTIVATIONS
-from classvis.settings import positive, require
+from classvis.validation import positive, require
 
 Init = Literal["default", "zeros", "glorot"]
 

@@ -9,7 +9,7 @@ from typing import Literal
 from torch import nn
 
 from classvis.models.base import ARCHITECTURES
-from classvis.settings import require
+from classvis.validation import require
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
 

@@ -44,7 +44,7 @@ def markdown_document(table: Table, sections: list[Section] | None = None) -> st
     if sections and not table.rows:
         return "\n\n".join(section.markdown() for section in sections) + "\n"
     lines = ["# Table 5: test accuracy (%)", "", table.markdown(), ""]
-    lines.append("Teachers (from the runs' `teacher_source` tags):")
+    lines.append("Teachers (from the runs' `teacher_origin` tags):")
     for dataset, counts in table.teachers.items():
         lines.append(f"- {DATASET_TITLES.get(dataset, dataset)}: {counts['runs']} runs, "
                      f"{counts['teachers']} distinct teacher(s), trained {counts['trained']} "

@@ -128,7 +128,7 @@ def table5(runs: list[RunRecord]) -> Table:
                                f"FINISHED run with extractor={extractor}, student={student}, "
                                f"teacher={TABLE5_TEACHER}")
         rows[dataset] = cells
-        sources = [r.tags.get(keys.TEACHER_SOURCE, "trained") for r in dataset_runs]
+        sources = [r.tags.get(keys.TEACHER_ORIGIN, "trained") for r in dataset_runs]
         teachers[dataset] = {"runs": len(dataset_runs), "trained": sources.count("trained"),
                              "cache": sources.count("cache"),
                              "teachers": len({r.tags.get(keys.TEACHER_KEY, r.run_id)

@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 
 from classvis.filelock import locked
-from classvis.settings import ConfigError
 from classvis.track.retry import is_transient, retrying, set_budget
 from classvis.track.settings import TrackingSettings
+from classvis.validation import ConfigError
 
 _PREPARED: set[str] = set()  # stores this process has opened (created and migrated if new)
 

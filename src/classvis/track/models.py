@@ -21,7 +21,7 @@ from classvis.track.retry import retrying
 CODE_FILE = Path(__file__).with_name("model_code.py")
 # what rebuilds a network: the package marker, the settings parser, the registry and the
 # architectures
-_PACKAGE_FILES = ("__init__.py", "settings.py", "registry.py", "models/__init__.py",
+_PACKAGE_FILES = ("__init__.py", "validation.py", "registry.py", "models/__init__.py",
                   "models/base.py", "models/conv.py", "models/dense.py")
 
 
@@ -80,6 +80,6 @@ def _log_one(model: Any) -> str:
 
 
 def log_models(models: list[Any]) -> dict[str, str]:
-    """Log each ``artifacts.ModelRecord`` as an MLflow model of the active run; returns each
+    """Log each ``runrecords.ModelRecord`` as an MLflow model of the active run; returns each
     one's model URI."""
     return {model.name: _log_one(model) for model in models}

@@ -95,7 +95,7 @@ class TrackedRun:
         return self._artifact_uri
 
     def log_models(self, models: list[Any]) -> dict[str, str]:
-        """Log ``artifacts.ModelRecord`` networks as MLflow models of this run (``track.models``);
+        """Log ``runrecords.ModelRecord`` networks as MLflow models of this run (``track.models``);
         returns each one's model URI."""
         from classvis.track.models import log_models
 
@@ -103,7 +103,7 @@ class TrackedRun:
             return log_models(models)
 
     def log_datasets(self, datasets: list[Any]) -> None:
-        """Log ``artifacts.DatasetInput`` records as the run's dataset inputs, each with its
+        """Log ``runrecords.DatasetInput`` records as the run's dataset inputs, each with its
         context (``mlflow.data.context``), as ``mlflow.log_input`` does."""
         from mlflow.entities import Dataset, DatasetInput, InputTag
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from classvis.settings import require, writable_folder
+from classvis.validation import require, writable_folder
 
 IN_MEMORY = ("sqlite://", "sqlite:///:memory:")
 # the stores MLflow's tracking client opens (SQLAlchemy dialects may carry a driver: mysql+pymysql)

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from classvis import runkeys as keys
-from classvis.settings import ConfigError
 from classvis.track.connect import prepare_store
 from classvis.track.retry import retrying
 from classvis.track.runs import TrackedRun
 from classvis.track.settings import TrackingSettings, absolute_uri
+from classvis.validation import ConfigError
 
 
 class StoreError(RuntimeError):

@@ -20,11 +20,11 @@ from classvis.extract import EXTRACTORS, ClassVisSettings
 from classvis.models import has_batchnorm, has_hidden_layers, is_dense, parse_architecture
 from classvis.privacy import DISTANCE_BUDGET, PrivacySettings
 from classvis.progress import check_mode
-from classvis.runsettings import RunSettings, SourceFile, TrainerSettings
-from classvis.settings import ConfigError, parse, require
+from classvis.runsettings import RunSettings, SyntheticFile, TrainerSettings
 from classvis.swap import SwapSettings
 from classvis.teacher_cache import TeacherCacheSettings
 from classvis.track.settings import TrackingSettings, absolute_uri
+from classvis.validation import ConfigError, parse, require
 
 
 def resolved_mapping(node: Any, key: str, throw_on_missing: bool = False) -> dict[str, Any]:
@@ -59,7 +59,7 @@ def _absolute(path: str | None, base: Path) -> str | None:
     return None if path is None else str((base / Path(path).expanduser()).resolve())
 
 
-def _read_source_file(settings: RunSettings) -> SourceFile:
+def _read_synthetic_file(settings: RunSettings) -> SyntheticFile:
     """Read a synthetic set file once, and parse the real dataset its header names (where its
     test set would be found on this machine: ``dataset.test_root``, else the recorded root)."""
     from classvis.synthetic import SyntheticSet
@@ -74,7 +74,7 @@ def _read_source_file(settings: RunSettings) -> SourceFile:
     header = synthetic.metadata
     seed = int(header.get("seed", settings.seed))
     if "source_dataset" not in header:
-        return SourceFile(path, synthetic, None, seed,
+        return SyntheticFile(path, synthetic, None, seed,
                           "the file does not record its source dataset")
     source = json.loads(header["source_dataset"])
     if settings.dataset.test_root is not None:
@@ -82,9 +82,10 @@ def _read_source_file(settings: RunSettings) -> SourceFile:
     source.update(download=False, cache=settings.dataset.cache,
                   cache_dir=settings.dataset.cache_dir)
     try:
-        return SourceFile(path, synthetic, parse(DatasetSettings, source, "dataset.source"), seed)
+        return SyntheticFile(path, synthetic, parse(DatasetSettings, source, "dataset.source"),
+                             seed)
     except ConfigError as error:
-        return SourceFile(path, synthetic, None, seed, str(error))
+        return SyntheticFile(path, synthetic, None, seed, str(error))
 
 
 # working copies of a synthetic set at the peak of a run (extraction: the images, their
@@ -208,7 +209,7 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
                           augment_targets="keep" if from_file else "teacher")
         settings = replace(settings, trainer=replace(settings.trainer, student=student))
     if from_file:
-        settings = replace(settings, source_file=_read_source_file(settings))
+        settings = replace(settings, synthetic_file=_read_synthetic_file(settings))
         student = settings.trainer.student
         require(student.start == "own_init", "trainer.student.start",
                 "own_init with dataset=synthetic (a file carries no teacher to start from)",
