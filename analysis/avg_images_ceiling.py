@@ -119,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     from classvis.validation import ConfigError
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"dataset={args.dataset}", "+table5=avg_images",
-                                           "hydra.mode=RUN", *overrides])
+        cfg = compose("config", overrides=[f"dataset={args.dataset}",
+                                           "+experiment/table5=avg_images", "hydra.mode=RUN",
+                                           *overrides])
     settings = run_settings(cfg)
     try:
         data = load_dataset(settings.dataset, stages.stage_seed(settings.seed, "data/balance"))

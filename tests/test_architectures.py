@@ -159,7 +159,7 @@ def test_the_deep_preset_sets_visualizations_against_real_images_and_reports_bot
 
     data_root = make_mnist(tmp_path / "data", train=600, test=200)
     db = tmp_path / "mlflow.db"
-    result = train(tmp_path, "+experiment=deep", "+deep=k1", "trainer.teacher.epochs=3",
+    result = train(tmp_path, "+experiment=deep", "+experiment/deep=k1", "trainer.teacher.epochs=3",
                    "trainer.teacher.batch_size=32",
                    "trainer.student.steps=30", f"tracking.uri=sqlite:///{db}",
                    f"teacher_cache.dir={tmp_path}/teachers", f"hydra.sweep.dir={tmp_path}/sweep",
@@ -201,7 +201,7 @@ def test_the_cifar10_preset_runs_a_batchnorm_convnet_teacher_at_small_width(tmp_
 
     make_image_folder(tmp_path / "data" / "cifar10-jpg", per_class=(16, 6))
     db = tmp_path / "mlflow.db"
-    result = train(tmp_path, "+experiment=deep_cifar10", "+deep=k1", "teacher.width=4",
+    result = train(tmp_path, "+experiment=deep_cifar10", "+experiment/deep=k1", "teacher.width=4",
                    "student.width=4", "trainer.teacher.epochs=2", "trainer.student.steps=20",
                    f"tracking.uri=sqlite:///{db}", f"teacher_cache.dir={tmp_path}/teachers",
                    f"hydra.sweep.dir={tmp_path}/sweep",

@@ -184,7 +184,7 @@ def test_section8_and_section10_presets_run_and_report(tmp_path, capsys):
                      f"hydra.sweep.dir={tmp_path}/s8")
     assert section8.returncode == 0, section8.stderr[-3000:]
     section10 = train(tmp_path, "+experiment=section10", "tracking.experiment=s10", *common,
-                      "+section10=k1,k10", "trainer.student.steps=300",
+                      "+experiment/section10=k1,k10", "trainer.student.steps=300",
                       "extractor.steps=300", f"hydra.sweep.dir={tmp_path}/s10")
     assert section10.returncode == 0, section10.stderr[-3000:]
 
@@ -259,7 +259,7 @@ def test_section10_paper_preset_trains_its_teacher_for_steps_once(tmp_path):
 
     db = tmp_path / "mlflow.db"
     common = ["dataset=digits", f"tracking.uri=sqlite:///{db}", "trainer.teacher.steps=300",
-              f"teacher_cache.dir={tmp_path}/teachers", "+section10=k1",
+              f"teacher_cache.dir={tmp_path}/teachers", "+experiment/section10=k1",
               "trainer.student.steps=300"]
     first = train(tmp_path, "+experiment=section10_paper", *common,
                   f"hydra.sweep.dir={tmp_path}/a")

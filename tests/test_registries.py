@@ -182,7 +182,7 @@ UNAVAILABLE = {"dataset=cifar10": "dataset.root", "dataset=synthetic": "dataset.
 
 def conf_choices() -> list[list[str]]:
     """One override list per file in conf/: each group option (the architecture group on both
-    sides; the recipes and tuning files through the choices that select them), every job of
+    sides; the recipes, per-dataset ones too, through the choices that select them), every job of
     every experiment preset (its sweep axes' files), every search."""
     jobs: list[list[str]] = []
     for group in ("dataset", "extractor", "trainer", "swap", "compress"):

@@ -19,7 +19,8 @@ def digits_sweep(tmp_path_factory):
     """Three of Table 5's four student columns on digits, two seeds: Output W's is missing."""
     folder = tmp_path_factory.mktemp("table5")
     db = folder / "mlflow.db"
-    result = train(folder, "-m", "dataset=digits", "+table5=class_vis,class_vis_deeper,avg_images",
+    result = train(folder, "-m", "dataset=digits",
+                   "+experiment/table5=class_vis,class_vis_deeper,avg_images",
                    "seed=0,1", "trainer.teacher.epochs=3", "trainer.student.steps=300",
                    f"tracking.uri=sqlite:///{db}",
                    "tracking.experiment=t5", f"hydra.sweep.dir={folder}/sweep")
@@ -105,7 +106,7 @@ def test_the_sweep_is_one_parent_run_whose_table_equals_table5(digits_sweep, cap
     experiment_id = client.get_experiment_by_name("t5").experiment_id
     (parent,) = client.search_runs([experiment_id], filter_string="tags.`classvis.kind` = 'sweep'")
     assert parent.info.status == "FINISHED"
-    assert parent.info.run_name.startswith("sweep: dataset=digits +table5=class_vis,")
+    assert parent.info.run_name.startswith("sweep: dataset=digits +experiment/table5=class_vis,")
     assert parent.data.params["sweep.seed"] == "0,1"
     assert parent.data.metrics == {"sweep/jobs": 6.0, "sweep/finished": 6.0, "sweep/failed": 0.0,
                                    "sweep/skipped": 0.0}
@@ -116,8 +117,9 @@ def test_the_sweep_is_one_parent_run_whose_table_equals_table5(digits_sweep, cap
     summary = client.download_artifacts(parent.info.run_id, "sweep/summary.csv", str(folder))
     with open(summary) as handle:
         sweep_rows = {r["Config (overrides)"]: r for r in csv.DictReader(handle)}
-    assert set(sweep_rows) == {"+table5=class_vis", "+table5=class_vis_deeper",
-                               "+table5=avg_images"}
+    assert set(sweep_rows) == {"+experiment/table5=class_vis",
+                               "+experiment/table5=class_vis_deeper",
+                               "+experiment/table5=avg_images"}
     assert "| Seeds |" in parent.data.tags["mlflow.note.content"]
 
     assert report.main(["--tracking-uri", f"sqlite:///{db}", "--experiment", "t5", "--no-log",
@@ -125,8 +127,9 @@ def test_the_sweep_is_one_parent_run_whose_table_equals_table5(digits_sweep, cap
     row = next(line for line in capsys.readouterr().out.splitlines()
                if line.startswith("| Digits"))
     table5 = [cell.strip() for cell in row.strip("|").split("|")]
-    for config, column in (("+table5=class_vis", 2), ("+table5=class_vis_deeper", 3),
-                           ("+table5=avg_images", 4)):
+    for config, column in (("+experiment/table5=class_vis", 2),
+                           ("+experiment/table5=class_vis_deeper", 3),
+                           ("+experiment/table5=avg_images", 4)):
         assert sweep_rows[config]["Seeds"] == "2"
         assert sweep_rows[config]["Student (%)"] == table5[column]
 
