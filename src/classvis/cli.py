@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
+
+from classvis import runtime
 
 COMMANDS = {
     "export": ("classvis.export", "write a run's synthetic set to one portable file"),
@@ -23,10 +26,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"classvis: error: unknown command {argv[0]!r}", file=stream)
         print(f"usage: classvis <command> [options]\n\ncommands:\n{lines}", file=stream)
         return 0 if stream is sys.stdout else 2
-    import importlib
-
-    from classvis import runtime
-
     runtime.start()
     module = importlib.import_module(COMMANDS[argv[0]][0])
     runtime.imports_done()

@@ -20,6 +20,7 @@ from pathlib import Path
 from classvis import __version__
 from classvis import runkeys as keys
 from classvis.integrity import DIGEST_KEY, RawSafetensors
+from classvis.progress import interactive, quiet_mlflow_when
 from classvis.track.store import Store, StoreError
 
 ARTIFACT = keys.SYNTHETIC_SET_ARTIFACT
@@ -101,8 +102,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or "
                              "sqlite:///mlflow.db in this directory)")
     args = parser.parse_args(argv)
-
-    from classvis.progress import interactive, quiet_mlflow_when
 
     quiet_mlflow_when(not interactive())
     try:

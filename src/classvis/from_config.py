@@ -14,14 +14,16 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from classvis.compress import CompressSettings
-from classvis.data import DatasetSettings
+from classvis.data import DatasetSettings, check_class_names
 from classvis.device import resolve_device
 from classvis.extract import EXTRACTORS, ClassVisSettings
+from classvis.loaders import check_files, known_class_names, known_image_shape
 from classvis.models import has_batchnorm, has_hidden_layers, is_dense, parse_architecture
 from classvis.privacy import DISTANCE_BUDGET, PrivacySettings
 from classvis.progress import check_mode
 from classvis.runsettings import RunSettings, SyntheticFile, TrainerSettings
 from classvis.swap import SwapSettings
+from classvis.synthetic import SyntheticSet
 from classvis.teacher_cache import TeacherCacheSettings
 from classvis.track.settings import TrackingSettings, absolute_uri
 from classvis.validation import ConfigError, parse, require
@@ -62,8 +64,6 @@ def _absolute(path: str | None, base: Path) -> str | None:
 def _read_synthetic_file(settings: RunSettings) -> SyntheticFile:
     """Read a synthetic set file once, and parse the real dataset its header names (where its
     test set would be found on this machine: ``dataset.test_root``, else the recorded root)."""
-    from classvis.synthetic import SyntheticSet
-
     path = settings.dataset.path
     if path is None:
         raise ConfigError("dataset.path", "a classvis synthetic set file", None)
@@ -116,8 +116,6 @@ def _check_memory(settings: RunSettings, shape: tuple[int, ...], classes: int) -
 def _check_architectures(settings: RunSettings) -> None:
     """The models against the dataset's image size, and the stages that need the paper's dense
     models against the models chosen."""
-    from classvis.data import check_class_names
-    from classvis.loaders import check_files, known_class_names, known_image_shape
 
     check_files(settings.dataset)
     names = known_class_names(settings.dataset)
@@ -233,8 +231,6 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
                           f"layers (architecture@teacher=linear)", settings.teacher.label)
     _check_architectures(settings)
     if settings.swap.enabled:
-        from classvis.data import check_class_names
-        from classvis.loaders import known_class_names
 
         donor = settings.swap.donor_dataset(settings.dataset)  # the base keeps every class
         names = known_class_names(settings.dataset)

@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from classvis.evaluate import class_errors
+
 
 def confusion_figure(confusion: np.ndarray, class_names: list[str], title: str,
                      highlight: int | None = None) -> Figure:
@@ -42,8 +44,6 @@ def confusion_figure(confusion: np.ndarray, class_names: list[str], title: str,
             for (row, col), colour in (((other, highlight), "red"), ((highlight, other), "orange")):
                 ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False,
                                        edgecolor=colour, linewidth=1.8))
-        from classvis.evaluate import class_errors
-
         false_pos, false_neg = class_errors(confusion, highlight)
         ax.set_xlabel(f"predicted class   (class {class_names[highlight]}: {false_pos} false "
                       f"positives in red, {false_neg} false negatives in orange)")

@@ -27,6 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from classvis import runkeys as keys
 from classvis.from_config import resolved_mapping
+from classvis.report.runs import RunRecord
+from classvis.report.sweep import sweep_table
+from classvis.sweepjobs import missing_data
 from classvis.track.connect import connect
 from classvis.track.liveness import heartbeat, identity
 from classvis.track.settings import TrackingSettings, absolute_uri
@@ -167,8 +170,6 @@ class SweepSummary(Callback):
 def refuse_missing_data(config: DictConfig) -> None:
     """Every job's data found (or downloaded) before the first job, else one line per missing
     dataset and exit status 2, before the store, the parent run or a job folder exists."""
-    from classvis.sweepjobs import missing_data
-
     try:
         lines = missing_data(config, Path(config.hydra.runtime.cwd))
     except Exception as error:  # each job still checks its own data
@@ -200,8 +201,6 @@ def outcome_counts(records: list[dict[str, Any]]) -> str:
 def close_parent(sweep_dir: Path, sweep: dict[str, str], records: list[dict[str, Any]]) -> None:
     """Record the sweep's outcome and table in its parent run (``sweep``: its ``sweep_record``)
     and end it."""
-    from classvis.report.runs import RunRecord
-    from classvis.report.sweep import sweep_table
 
     parent, store = sweep["parent_run_id"], Store(sweep["tracking_uri"])
     counts = status_counts(records)

@@ -17,6 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from classvis.from_config import run_settings
 from classvis.validation import ConfigError
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -49,8 +50,6 @@ def job_overrides(config: DictConfig) -> list[list[str]] | None:
 def missing_data(config: DictConfig, base_dir: Path) -> list[str]:
     """One line per distinct data error of the sweep's jobs (naming the first job it hits and
     how many more), empty when every job's data is there (or a job fails for another reason)."""
-    from classvis.from_config import run_settings
-
     jobs = job_overrides(config)
     if jobs is None:
         return []

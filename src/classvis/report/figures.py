@@ -27,6 +27,8 @@ from classvis.report.table5 import TABLE5_COLUMNS, runs_of_column, split_by_reci
 def f1_figures(runs: list[RunRecord], folder: Path) -> list[Path]:
     """Per dataset: per-class F1 of the teacher and of each Table 5 student (the paper's
     Figures 4, 6, 8 and 10), averaged over seeds."""
+    # matplotlib (0.6 s to import) only where a figure is drawn: a sweep's parent imports the
+    # report package for its table
     from classvis import plots
 
     written = []

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from classvis import runkeys as keys
+from classvis.track.retry import retrying
 
 HEARTBEAT_EVERY = 30.0  # seconds between heartbeats (at most a quarter of stale_after_s)
 
@@ -65,8 +66,6 @@ def reap(client: Any, experiment_id: str, digest: str, stale_after: float,
     """Mark the experiment's dead RUNNING runs whose ``tag`` is ``digest`` (by default: of that
     config) KILLED with the reason. Returns ``[(run id, reason)]`` for those, and a live one if
     there is one (else None)."""
-    from classvis.track.retry import retrying
-
     runs = retrying(functools.partial(
         client.search_runs, [experiment_id],
         filter_string=f"tags.`{tag}` = '{digest}' and attributes.status = 'RUNNING'"))

@@ -11,6 +11,8 @@ from typing import Any
 
 from classvis import runkeys as keys
 from classvis.track.interrupt import Terminated, sigterm_stops_the_run, store_call
+from classvis.track.liveness import heartbeat, identity, reap
+from classvis.track.models import log_models
 from classvis.track.retry import FAILING_RETRY_S, budget, retrying
 
 SYSTEM_METRICS_INTERVAL = 1.0  # seconds between samples of tracking.system_metrics
@@ -43,8 +45,6 @@ def reap_dead_runs(experiment_id: str, digest: str, stale_after: float
     """Mark dead RUNNING runs of config ``digest`` KILLED; return them and a live one, if any
     (``liveness.reap``)."""
     import mlflow
-
-    from classvis.track.liveness import reap
 
     return reap(mlflow.MlflowClient(), experiment_id, digest, stale_after)
 
@@ -97,8 +97,6 @@ class TrackedRun:
     def log_models(self, models: list[Any]) -> dict[str, str]:
         """Log ``runrecords.ModelRecord`` networks as MLflow models of this run (``track.models``);
         returns each one's model URI."""
-        from classvis.track.models import log_models
-
         with store_call():
             return log_models(models)
 
@@ -130,8 +128,6 @@ def tracked_run(run_name: str, tags: dict[str, str], system_metrics: bool = Fals
     if system_metrics:  # runs last seconds: sample every second, log every sample
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL)
         mlflow.set_system_metrics_samples_before_logging(1)
-    from classvis.track.liveness import heartbeat, identity
-
     run = retrying(lambda: mlflow.start_run(run_name=run_name, tags={**tags, **identity()},
                                             log_system_metrics=system_metrics))
     opened = time.monotonic()

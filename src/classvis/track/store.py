@@ -12,6 +12,7 @@ from typing import Any
 
 from classvis import runkeys as keys
 from classvis.track.connect import prepare_store
+from classvis.track.liveness import reap
 from classvis.track.retry import retrying
 from classvis.track.runs import TrackedRun
 from classvis.track.settings import TrackingSettings, absolute_uri
@@ -147,8 +148,6 @@ class Store:
 
     def reap_dead_sweeps(self, experiment_id: str, stale_after: float) -> list[tuple[str, str]]:
         """Mark sweep parent runs whose process died KILLED (``liveness.reap``)."""
-        from classvis.track.liveness import reap
-
         return reap(self.client, experiment_id, keys.SWEEP_KIND, stale_after, tag=keys.KIND)[0]
 
     def log_params(self, run_id: str, params: dict[str, str]) -> None:

@@ -135,6 +135,8 @@ class OptunaSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> None:
         """Run the search; a bad setting or too many failed trials end it with one line (and
         the sweep's parent run FAILED with the reason)."""
+        # classvis.sweep pulls in torch (2.0 s to import): Hydra imports every plugin module when
+        # it scans for plugins, in runs that do not search too
         from classvis.sweep import fail_parent
 
         try:
