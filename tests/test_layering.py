@@ -12,7 +12,7 @@ CORE = ["classvis.pipeline", "classvis.stages", "classvis.runsettings", "classvi
         "classvis.distill", "classvis.extract", "classvis.priors", "classvis.augment",
         "classvis.models", "classvis.evaluate", "classvis.privacy", "classvis.compress",
         "classvis.swap", "classvis.data", "classvis.datafiles", "classvis.registry",
-        "classvis.loaders", "classvis.runrecords", "classvis.artifacts"]
+        "classvis.loaders", "classvis.runrecords", "classvis.artifacts", "classvis.given_teacher"]
 
 
 FRAMEWORKS = ("mlflow", "omegaconf", "hydra")

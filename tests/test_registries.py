@@ -13,6 +13,7 @@ import torch
 from conftest import ROOT, make_image_folder, make_mnist
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
+from safetensors.torch import save_file
 from test_presets import preset_jobs, presets
 from torch import nn
 
@@ -175,7 +176,9 @@ def test_a_registry_refuses_an_entry_without_its_traits_or_registered_twice():
 
 PRESET_JOBS = [job for preset in presets() for job in preset_jobs(preset)]
 # options that are refused alone by design, and the choice that makes them run
-PAIRED = {"extractor=deep_vis_bn": ["architecture@teacher=resnet18"]}
+PAIRED = {"extractor=deep_vis_bn": ["architecture@teacher=resnet18"],
+          # the default teacher's weights for MNIST, written by the data_root fixture
+          "teacher_from=weights": ["teacher_from.path=${data_root}/linear.safetensors"]}
 # options whose files cannot be generated, and the one-line refusal that says so
 UNAVAILABLE = {"dataset=cifar10": "dataset.root", "dataset=synthetic": "dataset.path"}
 
@@ -185,7 +188,7 @@ def conf_choices() -> list[list[str]]:
     sides; the recipes, per-dataset ones too, through the choices that select them), every job of
     every experiment preset (its sweep axes' files), every search."""
     jobs: list[list[str]] = []
-    for group in ("dataset", "extractor", "trainer", "swap", "compress"):
+    for group in ("dataset", "extractor", "trainer", "swap", "compress", "teacher_from"):
         for path in sorted((CONF / group).rglob("*.yaml")):
             option = path.relative_to(CONF / group).with_suffix("").as_posix()
             jobs.append([f"{group}={option}"])
@@ -204,6 +207,9 @@ def data_root(tmp_path_factory) -> Path:
     make_mnist(root, train=30, test=10, folder="FashionMNIST")
     make_image_folder(root / "cifar10-jpg", classes=tuple(f"c{i}" for i in range(10)))
     make_image_folder(root / "folder")
+    linear = ARCHITECTURES.parse({"name": "linear"}, "teacher")[1]
+    save_file(build_model(linear, (1, 28, 28), 10, 0).state_dict(),
+              str(root / "linear.safetensors"))
     return root
 
 

@@ -17,8 +17,15 @@ from classvis.compress import CompressSettings
 from classvis.data import DatasetSettings, check_class_names
 from classvis.device import resolve_device
 from classvis.extract import EXTRACTORS, ClassVisSettings
+from classvis.given_teacher import TeacherFromSettings, mismatch, read_weights
 from classvis.loaders import check_files, known_class_names, known_image_shape
-from classvis.models import has_batchnorm, has_hidden_layers, is_dense, parse_architecture
+from classvis.models import (
+    build_model,
+    has_batchnorm,
+    has_hidden_layers,
+    is_dense,
+    parse_architecture,
+)
 from classvis.privacy import DISTANCE_BUDGET, PrivacySettings
 from classvis.progress import check_mode
 from classvis.runsettings import RunSettings, SyntheticFile, TrainerSettings
@@ -40,7 +47,7 @@ def resolved_mapping(node: Any, key: str, throw_on_missing: bool = False) -> dic
 # what does not change a run's result: where things are stored and whether to rerun
 TOP_LEVEL_KEYS = frozenset({"dataset", "teacher", "student", "extractor", "trainer", "seed",
                             "tracking", "teacher_cache", "swap", "compress", "privacy", "progress",
-                            "force", "device", "data_root"})
+                            "force", "device", "data_root", "teacher_from"})
 _NOT_RESULTS = ("tracking", "teacher_cache", "force", "data_root", "progress")
 # (``device`` is part of a result: the app records the device it resolved to, not "auto")
 _DATASET_LOCATION = ("root", "cache", "cache_dir", "path")  # test_root: whether a test set is found
@@ -53,6 +60,9 @@ def config_digest(resolved: dict) -> str:
     if isinstance(relevant.get("dataset"), dict):
         relevant["dataset"] = {key: value for key, value in relevant["dataset"].items()
                                if key not in _DATASET_LOCATION}
+    given = relevant.pop("teacher_from", None)  # a trained teacher adds nothing to the digest
+    if isinstance(given, dict) and given.get("kind", "train") != "train":
+        relevant["teacher_from"] = {key: value for key, value in given.items() if key != "path"}
     text = json.dumps(relevant, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -113,10 +123,40 @@ def _check_memory(settings: RunSettings, shape: tuple[int, ...], classes: int) -
             f"{available / 2**30:.1f} GiB free)", settings.per_class)
 
 
+def _known_input(settings: RunSettings) -> tuple[tuple[int, int, int] | None, int | None]:
+    """The run's image shape and class count (after class subsets), without loading the data;
+    None where they cannot be told."""
+    names = known_class_names(settings.dataset)
+    classes = (2 if settings.dataset.one_vs_rest is not None
+               else len(settings.dataset.classes) if settings.dataset.classes is not None
+               else None if names is None else len(names))
+    return known_image_shape(settings.dataset), classes
+
+
+def _given_weights(settings: RunSettings) -> RunSettings:
+    """``teacher_from=weights``: the file read once and checked against the teacher's
+    architecture built for the dataset, and the stages that need a teacher trained here
+    refused."""
+    kind = settings.teacher_from.kind
+    require(not settings.swap.enabled, "swap", f"none with teacher_from={kind} (the swap stage "
+            "trains a donor teacher on other classes)", settings.swap.label)
+    require(settings.trainer.student.start == "own_init", "trainer.student.start",
+            f"own_init with teacher_from={kind} (a given teacher has no initial weights to "
+            "start the student from)", settings.trainer.student.start)
+    assert settings.teacher_from.path is not None  # TeacherFromSettings.check
+    weights = read_weights(settings.teacher_from.path, "teacher_from.path")
+    shape, classes = _known_input(settings)
+    if shape is not None and classes is not None:
+        why = mismatch(build_model(settings.teacher, shape, classes, 0), weights.state)
+        require(why is None, "teacher_from.path", f"weights that fit architecture@teacher="
+                f"{settings.teacher.label} for {settings.dataset.name} ({'x'.join(map(str, shape))}"
+                f", {classes} classes)", f"{weights.path}: {why}")
+    return replace(settings, given_weights=weights)
+
+
 def _check_architectures(settings: RunSettings) -> None:
     """The models against the dataset's image size, and the stages that need the paper's dense
     models against the models chosen."""
-
     check_files(settings.dataset)
     names = known_class_names(settings.dataset)
     if names is not None and settings.dataset.class_names is None:  # else checked by its parse
@@ -124,13 +164,10 @@ def _check_architectures(settings: RunSettings) -> None:
             check_class_names(settings.dataset.classes, names, "dataset.classes")
         if settings.dataset.one_vs_rest is not None:
             check_class_names([settings.dataset.one_vs_rest], names, "dataset.one_vs_rest")
-    shape = known_image_shape(settings.dataset)
+    shape, classes = _known_input(settings)
     if shape is not None:
         settings.teacher.check_input(shape, "teacher")
         settings.student.check_input(shape, "student")
-        classes = (2 if settings.dataset.one_vs_rest is not None
-                   else len(settings.dataset.classes) if settings.dataset.classes is not None
-                   else None if names is None else len(names))
         if classes is not None and isinstance(settings.extractor, ClassVisSettings):
             _check_memory(settings, shape, classes)
     if settings.compress.enabled:
@@ -167,6 +204,9 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
         for key in ("root", "cache_dir", "path", "test_root"):
             if isinstance(dataset.get(key), str):
                 dataset[key] = _absolute(dataset[key], base)
+    given = plain.get("teacher_from")
+    if isinstance(given, dict) and isinstance(given.get("path"), str):
+        given["path"] = _absolute(given["path"], base)
     cache = plain.get("teacher_cache")
     if isinstance(cache, dict) and isinstance(cache.get("dir"), str):
         cache["dir"] = _absolute(cache["dir"], base)
@@ -196,6 +236,7 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
         swap=parse(SwapSettings, plain.get("swap") or {}, "swap"),
         compress=parse(CompressSettings, plain.get("compress") or {}, "compress"),
         privacy=parse(PrivacySettings, plain.get("privacy") or {}, "privacy"),
+        teacher_from=parse(TeacherFromSettings, plain.get("teacher_from") or {}, "teacher_from"),
         force=plain.get("force", False),
         progress=check_mode(plain.get("progress", "auto")),
         device=resolve_device(plain.get("device", "auto")),
@@ -207,6 +248,8 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
                           augment_targets="keep" if from_file else "teacher")
         settings = replace(settings, trainer=replace(settings.trainer, student=student))
     if from_file:
+        require(not settings.teacher_from.given, "teacher_from", "train with dataset=synthetic "
+                "(a student from a file has no teacher)", settings.teacher_from.kind)
         settings = replace(settings, synthetic_file=_read_synthetic_file(settings))
         student = settings.trainer.student
         require(student.start == "own_init", "trainer.student.start",
@@ -230,8 +273,9 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
         raise ConfigError("extractor.name", f"{extractor_name} needs a teacher without hidden "
                           f"layers (architecture@teacher=linear)", settings.teacher.label)
     _check_architectures(settings)
+    if settings.teacher_from.given:
+        settings = _given_weights(settings)
     if settings.swap.enabled:
-
         donor = settings.swap.donor_dataset(settings.dataset)  # the base keeps every class
         names = known_class_names(settings.dataset)
         if names is not None:  # the swapped class and the donor's, among the dataset's

@@ -43,7 +43,7 @@ class RunResult:
     synthetic: SyntheticSet
     evaluations: dict[str, Evaluation]     # "teacher", "student", "untrained", ...
     teacher_losses: list[float]            # per epoch
-    teacher_origin: str                    # "trained" or "cache"
+    teacher_origin: str                    # trained, cache, weights or file
     teacher_key: str
     student_losses: list[float]            # per step
     extraction_info: dict[str, float]

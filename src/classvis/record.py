@@ -81,6 +81,9 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
         tags[keys.COMPRESS] = "biases"
     if settings.caveat:
         tags[keys.CAVEAT] = settings.caveat
+    if settings.given_weights is not None:
+        tags[keys.TEACHER_WEIGHTS] = settings.given_weights.path
+        tags[keys.TEACHER_WEIGHTS_DIGEST] = settings.given_weights.digest
     if settings.file_header is not None:
         tags.update({keys.EXTRACTOR: settings.file_header.get("extractor_name", "unknown"),
                      keys.PER_CLASS: settings.file_header.get("per_class", "1"),
@@ -137,6 +140,8 @@ def record_run(cfg: DictConfig, settings: RunSettings, job: Job
     resolved["device"] = settings.device   # where "auto" led on this machine
     if settings.synthetic_file is not None:  # the file's content, not its name, determines the run
         resolved["dataset"]["sha256"] = file_digest(settings.synthetic_file.path)
+    if settings.given_weights is not None:  # the weights, not the file's name
+        resolved["teacher_from"]["sha256"] = settings.given_weights.digest
     digest = config_digest(resolved)
     skipped = skip_if_finished(experiment_id, digest, settings, job)
     if skipped is not None:

@@ -44,8 +44,10 @@ PID_STARTED = "classvis.pid_started"  # the process's start time: a reused PID i
 HEARTBEAT = "classvis.heartbeat"      # unix seconds, refreshed while the run lasts
 
 # Tags: how it went (set as the run ends).
-TEACHER_ORIGIN = "teacher_origin"     # trained | cache
-TEACHER_KEY = "teacher_key"
+TEACHER_ORIGIN = "teacher_origin"     # trained | cache | weights | file
+TEACHER_KEY = "teacher_key"           # the cache key, or the given weights' content digest
+TEACHER_WEIGHTS = "teacher_weights"   # teacher_from=weights: the file
+TEACHER_WEIGHTS_DIGEST = "teacher_weights_digest"
 DONOR_TEACHER_ORIGIN = "donor_teacher_origin"
 DONOR_TEACHER_KEY = "donor_teacher_key"
 CLASS_NAMES = "class_names"           # a JSON list, in label order

@@ -12,6 +12,7 @@ from classvis.data import DatasetSettings
 from classvis.distill import StudentTraining
 from classvis.extract import ClassVisSettings
 from classvis.fit import TeacherTraining
+from classvis.given_teacher import GivenWeights, TeacherFromSettings
 from classvis.models import ArchitectureSettings, is_dense
 from classvis.privacy import PrivacySettings
 from classvis.progress import Mode
@@ -65,8 +66,11 @@ class RunSettings:
     force: bool = False
     progress: Mode = "auto"
     device: str = "cpu"   # resolved: cpu, cuda:N or mps
+    teacher_from: TeacherFromSettings = TeacherFromSettings()
     # dataset=synthetic: the file, read once at validation
     synthetic_file: SyntheticFile | None = field(default=None, compare=False)
+    # teacher_from=weights: the weights file, read and checked once at validation
+    given_weights: GivenWeights | None = field(default=None, compare=False)
 
     @property
     def file_header(self) -> dict[str, str] | None:
@@ -176,7 +180,8 @@ class RunSettings:
     @property
     def run_name(self) -> str:
         compressed = " + compress" if self.compress.enabled else ""
-        return (f"{self.dataset_label} | {self.teacher_label} -> {self.extractor_label} -> "
+        given = f" [{self.teacher_from.kind}]" if self.teacher_from.given else ""
+        return (f"{self.dataset_label} | {self.teacher_label}{given} -> {self.extractor_label} -> "
                 f"{self.student.label}{compressed} | seed {self.seed}")
 
 

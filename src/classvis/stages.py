@@ -23,6 +23,7 @@ from classvis.distill import distill
 from classvis.evaluate import evaluate
 from classvis.extract import Extraction, extract, soft_targets
 from classvis.fit import fit
+from classvis.given_teacher import load_given
 from classvis.models import ArchitectureSettings, build_model
 from classvis.privacy import Nearest, yardstick
 from classvis.privacy import code_version as privacy_code_version
@@ -65,7 +66,14 @@ def timed(seconds: dict[str, float], stage: str):
 def obtain_run_teacher(settings: RunSettings, data: ImageData,
              on_epoch: Callable[[int, float], None] | None = None,
              progress: Progress = QUIET, what: str = "teacher") -> ObtainedTeacher:
-    """The run's teacher for ``data``: from the cache, or trained (and cached)."""
+    """The run's teacher for ``data``: the given weights (``teacher_from=weights``), else from
+    the cache, or trained (and cached)."""
+    if settings.given_weights is not None:
+        given = settings.given_weights
+        model = build_model(settings.teacher, data.image_shape, data.num_classes,
+                            stage_seed(settings.seed, "teacher/init"))
+        return ObtainedTeacher(load_given(model, given).to(settings.device), [], "weights",
+                               given.digest)
     key, material = teacher_key(data, settings.teacher, settings.trainer.teacher, settings.seed)
     recipe = settings.trainer.teacher
 
@@ -161,6 +169,7 @@ def provenance(settings: RunSettings, teacher_accuracy: float, teacher_parameter
         "teacher_parameters": str(teacher_parameters),
         "teacher_key": key,
         "teacher_architecture": json.dumps(asdict(settings.teacher)),
+        "teacher_from": settings.teacher_from.kind,  # weights: teacher_key is their digest
         "teacher_training": json.dumps(asdict(settings.trainer.teacher)),
         "source_dataset": json.dumps(source),
         "classvis_version": __version__,

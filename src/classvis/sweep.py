@@ -201,7 +201,6 @@ def outcome_counts(records: list[dict[str, Any]]) -> str:
 def close_parent(sweep_dir: Path, sweep: dict[str, str], records: list[dict[str, Any]]) -> None:
     """Record the sweep's outcome and table in its parent run (``sweep``: its ``sweep_record``)
     and end it."""
-
     parent, store = sweep["parent_run_id"], Store(sweep["tracking_uri"])
     counts = status_counts(records)
     runs = [RunRecord.of(run)

@@ -183,7 +183,8 @@ def class_vis(teacher: nn.Module, data: ImageData, settings: ClassVisSettings,
     images = torch.empty_like(start)
     group = settings.group_size(data.num_classes)
     teacher.eval()
-    for parameter in teacher.parameters():
+    trainable = [parameter for parameter in teacher.parameters() if parameter.requires_grad]
+    for parameter in trainable:
         parameter.requires_grad_(False)
     steps = 0
     try:
@@ -194,8 +195,8 @@ def class_vis(teacher: nn.Module, data: ImageData, settings: ClassVisSettings,
                 teacher, start[members], classes[members], len(members) // data.num_classes,
                 settings, generator, on_step, offset=first // group * settings.steps)
             steps = max(steps, taken)
-    finally:
-        for parameter in teacher.parameters():
+    finally:  # as they were (a given teacher stays frozen)
+        for parameter in trainable:
             parameter.requires_grad_(True)
     if not bool(torch.isfinite(images).all()):
         raise DivergenceError(f"class_vis extraction diverged by step {steps}: the images are "
