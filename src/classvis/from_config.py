@@ -287,4 +287,4 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
     return settings
 
 
-__all__ = ["ConfigError", "RunSettings", "config_digest", "resolved_mapping", "run_settings"]
+__all__ = ["config_digest", "resolved_mapping", "run_settings"]
