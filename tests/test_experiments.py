@@ -197,7 +197,7 @@ def test_section8_and_section10_presets_run_and_report(tmp_path, capsys):
     assert parent.info.status == "FINISHED"
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
     assert parent.info.run_name.startswith("sweep section8: dataset=digits")
-    assert "sweep.section8" in parent.data.params
+    assert "sweep.experiment/section8" in parent.data.params
     swaps = {r.data.tags["swap"]: r for r in runs if "swap" in r.data.tags}
     assert set(swaps) == {"3 from 3-vs-4", "3 from 3-vs-rest"}
     # the readings that match the paper: 3-vs-4 keeps the targets, 3-vs-all is re-scored

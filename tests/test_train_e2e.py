@@ -70,7 +70,8 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
         assert {key: value for key, value in tags.items() if key.startswith("choice.")} == {
             "choice.dataset": tags["dataset"], "choice.teacher": "linear",
             "choice.student": "linear", "choice.extractor": "auto/linear",
-            "choice.trainer": "paper", "choice.swap": "none", "choice.compress": "none"}
+            "choice.trainer": "paper", "choice.swap": "none", "choice.compress": "none",
+            "choice.teacher_from": "train"}
         assert tags["hydra.overrides"].startswith(f"dataset={tags['dataset']}")
         assert params["trainer.teacher.lr"] == "0.5" and params["dataset.name"] == tags["dataset"]
         for model in ("teacher", "student", "untrained"):
