@@ -93,6 +93,24 @@ def test_a_combination_weak_by_nature_names_the_setting_to_change(overrides, adv
                         "architecture@student=lenet5").caveat == ""
 
 
+@pytest.mark.parametrize("teacher,student,weak", [
+    ("linear", "linear", False), ("linear", "mlp", False), ("linear", "lenet5", True),
+    ("mlp", "linear", True), ("lenet5", "lenet5", True), ("lenet5", "mlp", True),
+])
+def test_cifar10_at_the_defaults_says_its_students_are_weak_and_names_the_preset(
+        teacher, student, weak, tmp_path):
+    # measured (docs/results.md, the matrix): 14-39% students on CIFAR-10 wherever the teacher
+    # has hidden layers or the student convolutions; the linear pair keeps its teacher's 40.8%
+    from conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "cifar10-jpg")
+    caveat = settings_for("dataset=cifar10_jpg", f"dataset.root={root}",
+                          f"architecture@teacher={teacher}",
+                          f"architecture@student={student}").caveat
+    assert caveat.endswith("+experiment=deep_cifar10 is the recipe sized for it (a GPU)") == weak
+    assert "\n" not in caveat
+
+
 @pytest.mark.parametrize("arguments,message", [
     (["dataset=nonexistent"], "dataset: expected one of cifar10, cifar10_jpg, digits, fmnist, "
                               "image_folder, mnist, synthetic, got 'nonexistent'"),
