@@ -172,7 +172,7 @@ class RunSettings:
         if (self.dataset.name in CIFAR10_NAMES and self.extractor.bn == 0
                 and (hidden or not is_dense(self.student))):
             return ("at the defaults the class visualizations of a small teacher carry little of "
-                    "CIFAR-10 (students at 14-39% of 41-63% teachers, docs/results.md): "
+                    "CIFAR-10 (students at 16-39% of 41-62% teachers, docs/results.md): "
                     "+experiment=deep_cifar10 is the recipe sized for it (a GPU)")
         if hidden and self.per_class == 1:
             suggested = 10 if convolutional else 100
