@@ -48,9 +48,23 @@ def _compose(overrides: list[str], hydra_config: bool = False):
     return compose(config_name="config", overrides=overrides, return_hydra_config=hydra_config)
 
 
+# an architecture that is your own network (module) names one, from tests/user_networks.py
+NETWORK = {"module": lambda side: [f"{side}.network._target_=user_networks.AnyShape"]}
+
+
 def _architecture(name: str, side: str = "teacher"):
-    cfg = _compose([f"architecture@{side}={name}"])
+    cfg = _compose([f"architecture@{side}={name}", *NETWORK.get(name, lambda _: [])(side)])
     return parse_architecture(OmegaConf.to_container(cfg[side]), side)
+
+
+def _for_input(settings, shape: tuple[int, ...]):
+    """``settings`` for images of ``shape``: an architecture that declares its input (module)
+    declares this one."""
+    if "channels" not in {f.name for f in dataclasses.fields(settings)}:
+        return settings
+    channels, height, width = shape
+    return dataclasses.replace(settings, channels=channels, height=height, width=width,
+                               network={**settings.network, "channels": channels})
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
@@ -60,6 +74,7 @@ def test_an_architecture_has_its_yaml_builds_for_both_shapes_and_keeps_its_trait
         assert _architecture(name, side).name == name
     settings = dataclasses.replace(_architecture(name), init="default")
     for shape in SHAPES:
+        settings = _for_input(settings, shape)
         settings.check_input(shape, "teacher")
         model = build_model(settings, shape, 10, seed=0)
         assert model(torch.rand(2, *shape)).shape == (2, 10)
@@ -75,6 +90,7 @@ def test_an_architecture_has_its_yaml_builds_for_both_shapes_and_keeps_its_trait
 def test_an_architectures_seed_alone_sets_its_initial_weights(name):
     settings = dataclasses.replace(_architecture(name), init="default")
     shape = SHAPES[0]
+    settings = _for_input(settings, shape)
     torch.manual_seed(1)
     first = build_model(settings, shape, 10, seed=3).state_dict()
     torch.rand(100)  # the global generator moves on: it must not matter
@@ -179,8 +195,14 @@ PRESET_JOBS = [job for preset in presets() for job in preset_jobs(preset)]
 PAIRED = {"extractor=deep_vis_bn": ["architecture@teacher=resnet18"],
           # the default teacher's weights for MNIST, written by the data_root fixture
           "teacher_from=weights": ["teacher_from.path=${data_root}/linear.safetensors"]}
-# options whose files cannot be generated, and the one-line refusal that says so
-UNAVAILABLE = {"dataset=cifar10": "dataset.root", "dataset=synthetic": "dataset.path"}
+# your own network as the teacher: a network of tests/user_networks.py and its weights for MNIST
+MODULE_TEACHER = ["teacher_from=module", "teacher.network._target_=user_networks.AnyShape",
+                  "teacher_from.path=${data_root}/module.safetensors"]
+PAIRED.update({option: MODULE_TEACHER for option in (
+    "teacher_from=module", "architecture@teacher=module", "extractor=auto/module")})
+# options whose files cannot be generated, or refused by design, and the one-line refusal
+UNAVAILABLE = {"dataset=cifar10": "dataset.root", "dataset=synthetic": "dataset.path",
+               "architecture@student=module": "architecture@student"}
 
 
 def conf_choices() -> list[list[str]]:
@@ -210,6 +232,9 @@ def data_root(tmp_path_factory) -> Path:
     linear = ARCHITECTURES.parse({"name": "linear"}, "teacher")[1]
     save_file(build_model(linear, (1, 28, 28), 10, 0).state_dict(),
               str(root / "linear.safetensors"))
+    from user_networks import AnyShape
+
+    save_file(AnyShape().state_dict(), str(root / "module.safetensors"))
     return root
 
 

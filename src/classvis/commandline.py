@@ -42,6 +42,13 @@ def check_group_choices(arguments: list[str], conf_dir: Path) -> None:
         overrides = OverridesParser.create().parse_overrides(candidates)
     except Exception:
         return  # a syntax error: Hydra says where
+    chosen = {(override.key_or_group, override.package): _choices(override) or []
+              for override in overrides}
+    if "module" in chosen.get(("teacher_from", None), []) and chosen.get(
+            ("experiment", None)) and ("architecture", "teacher") not in chosen:
+        raise ConfigError("architecture@teacher", "module beside teacher_from=module and a "
+                          "preset (the preset chooses its own teacher; the command line wins)",
+                          None)
     for override in overrides:
         group = override.key_or_group
         if group.startswith("hydra") or not (conf_dir / group).is_dir():

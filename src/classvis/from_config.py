@@ -17,7 +17,13 @@ from classvis.compress import CompressSettings
 from classvis.data import DatasetSettings, check_class_names
 from classvis.device import resolve_device
 from classvis.extract import EXTRACTORS, ClassVisSettings
-from classvis.given_teacher import TeacherFromSettings, mismatch, read_weights
+from classvis.given_teacher import (
+    TeacherFromSettings,
+    load_given,
+    mismatch,
+    output_mismatch,
+    read_weights,
+)
 from classvis.loaders import check_files, known_class_names, known_image_shape
 from classvis.models import (
     build_model,
@@ -147,10 +153,15 @@ def _given_weights(settings: RunSettings) -> RunSettings:
     weights = read_weights(settings.teacher_from.path, "teacher_from.path")
     shape, classes = _known_input(settings)
     if shape is not None and classes is not None:
-        why = mismatch(build_model(settings.teacher, shape, classes, 0), weights.state)
-        require(why is None, "teacher_from.path", f"weights that fit architecture@teacher="
-                f"{settings.teacher.label} for {settings.dataset.name} ({'x'.join(map(str, shape))}"
-                f", {classes} classes)", f"{weights.path}: {why}")
+        model = build_model(settings.teacher, shape, classes, 0)
+        what = (f"architecture@teacher={settings.teacher.label} for {settings.dataset.name} "
+                f"({'x'.join(map(str, shape))}, {classes} classes)")
+        why = mismatch(model, weights.state)
+        require(why is None, "teacher_from.path", f"weights that fit {what}",
+                f"{weights.path}: {why}")
+        why = output_mismatch(load_given(model, weights), shape, classes)
+        require(why is None, "teacher.network._target_" if kind == "module" else "teacher",
+                f"a network that scores the declared input as {what}", why)
     return replace(settings, given_weights=weights)
 
 
@@ -191,6 +202,10 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
     Relative paths (data root, cache, SQLite store) are taken against ``base_dir``, the directory
     the user launched from, so that every job of a sweep sees the same files."""
     base = Path(base_dir or Path.cwd())
+    student = cfg.get("student")  # before its ??? asks for a network it cannot have
+    require(not (isinstance(student, DictConfig) and student.get("name") == "module"),
+            "architecture@student", "a built-in architecture (module is a trained network you "
+            "bring as the teacher, teacher_from=module; a student is trained here)", "module")
     try:
         plain = resolved_mapping(cfg, "config", throw_on_missing=True)
     except ConfigError:
@@ -263,6 +278,12 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
                     f"none with dataset=synthetic (the {stage} stage needs the teacher's data)",
                     stage)
         return settings
+    module_teacher = settings.teacher.name == "module"
+    require(module_teacher == (settings.teacher_from.kind == "module"), "teacher_from",
+            "module with architecture@teacher=module (your network and its weights: "
+            "teacher_from=module chooses both)" if module_teacher else
+            f"train or weights with architecture@teacher={settings.teacher.label} (module "
+            "takes your own network: teacher.network._target_)", settings.teacher_from.kind)
     if settings.trainer.student.start == "teacher_init":
         require(settings.student == settings.teacher, "trainer.student.start",
                 "own_init unless the student's architecture is the teacher's (teacher_init starts "
@@ -273,6 +294,10 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
         raise ConfigError("extractor.name", f"{extractor_name} needs a teacher without hidden "
                           f"layers (architecture@teacher=linear)", settings.teacher.label)
     _check_architectures(settings)
+    require(not (module_teacher and settings.tracking.log_models == "all"),
+            "tracking.log_models", "student or none with teacher_from=module (your network's "
+            "class is your code, which a logged MLflow model could not rebuild from its own)",
+            settings.tracking.log_models)
     if settings.teacher_from.given:
         settings = _given_weights(settings)
     if settings.swap.enabled:

@@ -1,12 +1,14 @@
 """A teacher the user brings instead of one classvis trains (config group ``teacher_from``):
-``train`` (the default: trained here, or taken from the teacher cache) or ``weights``: the
-teacher's built-in architecture (``architecture@teacher``) with the weights in a file, a
-safetensors file or a PyTorch state dict (``.pt``/``.pth``, read with
+``train`` (the default: trained here, or taken from the teacher cache), ``weights`` (the
+teacher's built-in architecture, ``architecture@teacher``, with the weights in a file) or
+``module`` (a network of the user's code, architecture ``module``, with its weights). A weights
+file is safetensors or a PyTorch state dict (``.pt``/``.pth``, read with
 ``torch.load(weights_only=True)``, never unpickled).
 
-The file is read once, when the settings are parsed, and checked strictly against the
-architecture built for the dataset: a missing, unexpected or mis-shaped key is refused in one
-line naming the first of each. No tracking and no config framework in here."""
+The file is read once, when the settings are parsed, and checked strictly against the network
+built for the dataset: a missing, unexpected or mis-shaped key is refused in one line naming the
+first of each; then one forward pass of a zero batch checks the scores' shape. No tracking and
+no config framework in here."""
 
 from __future__ import annotations
 
@@ -30,16 +32,16 @@ class TeacherFromSettings:
     """Config group ``teacher_from``: where the teacher comes from; ``path`` is the weights file
     of ``kind: weights``."""
 
-    kind: Literal["train", "weights"] = "train"
+    kind: Literal["train", "weights", "module"] = "train"
     path: str | None = None
 
     def check(self, key: str) -> None:
-        if self.kind == "weights":
+        if self.kind != "train":
             require(isinstance(self.path, str) and bool(self.path), f"{key}.path",
                     "the teacher's weights file (.safetensors, .pt or .pth)", self.path)
         else:
-            require(self.path is None, f"{key}.path", "null unless teacher_from=weights (a "
-                    "teacher trained here has no weights file)", self.path)
+            require(self.path is None, f"{key}.path", "null with teacher_from=train (a teacher "
+                    "trained here has no weights file)", self.path)
 
     @property
     def given(self) -> bool:
@@ -86,10 +88,18 @@ def read_weights(path: str, key: str) -> GivenWeights:
     return GivenWeights(str(file), state, tensors_digest(state)[:20])
 
 
+def weights_root(model: nn.Module) -> nn.Module:
+    """The part of ``model`` a weights file fits: the user's own network inside the wrapper
+    that normalises its input (architecture ``module``), else the model."""
+    root = getattr(model, "weights_root", model)
+    assert isinstance(root, nn.Module)
+    return root
+
+
 def mismatch(model: nn.Module, state: Mapping[str, torch.Tensor]) -> str | None:
     """Why ``state`` does not fit ``model`` exactly, naming the first missing, unexpected and
     mis-shaped keys (None: it fits)."""
-    expected = model.state_dict()
+    expected = weights_root(model).state_dict()
     missing = [name for name in expected if name not in state]
     unexpected = [name for name in state if name not in expected]
     shaped = [f"{name} {list(state[name].shape)} (expected {list(tensor.shape)})"
@@ -108,6 +118,25 @@ def load_given(model: nn.Module, weights: GivenWeights) -> nn.Module:
     if why is not None:
         raise ConfigError("teacher_from.path", "weights that fit the teacher's architecture",
                           f"{weights.path}: {why}")
-    model.load_state_dict(weights.state, strict=True)  # copied into the model's dtype
+    weights_root(model).load_state_dict(weights.state, strict=True)  # into the model's dtype
     model.requires_grad_(False)
     return model.eval()
+
+
+def output_mismatch(model: nn.Module, input_shape: tuple[int, ...], num_classes: int
+                    ) -> str | None:
+    """Why ``model`` (its weights loaded) does not score a batch of ``input_shape`` images as
+    ``(N, num_classes)``, from one forward pass of a zero batch (None: it does)."""
+    batch = torch.zeros(2, *input_shape)
+    try:
+        with torch.no_grad():
+            scores = model.eval()(batch)
+    except Exception as error:  # the user's network rejects the declared input
+        return (f"a zero batch of {list(batch.shape)} raised {type(error).__name__}: "
+                f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}")
+    if not isinstance(scores, torch.Tensor):
+        return f"it returned {type(scores).__name__}, not a tensor of class scores"
+    if tuple(scores.shape) != (2, num_classes):
+        return (f"a zero batch of {list(batch.shape)} gave scores of shape "
+                f"{list(scores.shape)}, expected {[2, num_classes]} (the dataset's classes)")
+    return None

@@ -72,8 +72,8 @@ def obtain_run_teacher(settings: RunSettings, data: ImageData,
         given = settings.given_weights
         model = build_model(settings.teacher, data.image_shape, data.num_classes,
                             stage_seed(settings.seed, "teacher/init"))
-        return ObtainedTeacher(load_given(model, given).to(settings.device), [], "weights",
-                               given.digest)
+        return ObtainedTeacher(load_given(model, given).to(settings.device), [],
+                               settings.teacher_from.kind, given.digest)
     key, material = teacher_key(data, settings.teacher, settings.trainer.teacher, settings.seed)
     recipe = settings.trainer.teacher
 

@@ -77,7 +77,7 @@ def teacher_key(data: ImageData, architecture: ArchitectureSettings, training: T
 class ObtainedTeacher:
     model: nn.Module
     epoch_losses: list[float]
-    origin: str   # "trained", "cache" or "weights" (teacher_from=weights)
+    origin: str   # "trained", "cache", or the given teacher's kind: "weights", "module"
     key: str
 
 

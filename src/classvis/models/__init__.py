@@ -26,6 +26,7 @@ from classvis.models.conv import (
     ResNet18Settings,
 )
 from classvis.models.dense import ACTIVATIONS, Classifier, DenseSettings
+from classvis.models.given import GivenNetwork, ModuleSettings
 
 
 def parse_architecture(node: Any, key: str) -> ArchitectureSettings:
@@ -94,7 +95,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 __all__ = ["ACTIVATIONS", "ARCHITECTURES", "ArchitectureSettings", "Classifier", "ConvNet",
-           "ConvNetSettings", "DenseSettings", "LeNet5", "LeNet5Settings", "ResNet18",
-           "ResNet18Settings", "build_model", "count_parameters", "describe_model",
-           "has_batchnorm", "has_hidden_layers", "is_dense", "model_from_description",
-           "parse_architecture", "trait"]
+           "ConvNetSettings", "DenseSettings", "GivenNetwork", "LeNet5", "LeNet5Settings",
+           "ModuleSettings", "ResNet18", "ResNet18Settings", "build_model", "count_parameters",
+           "describe_model", "has_batchnorm", "has_hidden_layers", "is_dense",
+           "model_from_description", "parse_architecture", "trait"]
