@@ -173,3 +173,28 @@ def test_a_preset_with_a_module_teacher_asks_for_the_architecture_on_the_command
     check_group_choices(["+experiment=deep", "teacher_from=module",
                          "architecture@teacher=module"], conf)
     check_group_choices(["teacher_from=module"], conf)
+
+
+def test_a_torchvision_network_is_a_module_teacher_with_its_normalisation(tmp_path):
+    """``torchvision.models.resnet18`` built by ``_target_`` with ``num_classes``, ImageNet's
+    per-channel normalisation declared, its weights saved as a user would: it passes the door
+    (the zero-batch forward included), and its BatchNorm layers are found for deep_vis_bn."""
+    from conftest import make_image_folder
+    from torchvision.models import resnet18
+
+    from classvis.models import has_batchnorm
+
+    root = make_image_folder(tmp_path / "folder")  # 3 classes of 3x12x12 images
+    path = tmp_path / "resnet18.pt"
+    torch.save(resnet18(num_classes=3).state_dict(), path)
+    settings = settings_for(
+        "dataset=image_folder", f"dataset.root={root}", "teacher_from=module",
+        "teacher.network._target_=torchvision.models.resnet18", "+teacher.network.num_classes=3",
+        "teacher.channels=3", "teacher.height=12", "teacher.width=12",
+        "teacher.mean=[0.485,0.456,0.406]", "teacher.std=[0.229,0.224,0.225]",
+        f"teacher_from.path={path}", "extractor=deep_vis_bn")
+    assert has_batchnorm(settings.teacher) and settings.extractor.bn > 0
+    assert settings.teacher.label == "module:resnet18"
+    teacher = stages.obtain_run_teacher(settings, pipeline.load_data(settings))
+    torch.testing.assert_close(teacher.model.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+    assert teacher.model(torch.rand(2, 3, 12, 12)).shape == (2, 3)

@@ -131,10 +131,9 @@ class GivenNetwork(nn.Module):
         shape = (1, settings.channels, 1, 1)
         self.mean: torch.Tensor
         self.std: torch.Tensor
-        self.register_buffer("mean", torch.tensor(settings.mean).expand(shape).clone(),
-                             persistent=False)
-        self.register_buffer("std", torch.tensor(settings.std).expand(shape).clone(),
-                             persistent=False)
+        for name in ("mean", "std"):  # one value for every channel, or one per channel
+            values = torch.tensor(getattr(settings, name)).reshape(1, -1, 1, 1)
+            self.register_buffer(name, values.expand(shape).clone(), persistent=False)
         self.input_shape, self.num_classes = tuple(input_shape), num_classes
 
     @property
