@@ -90,8 +90,13 @@ class FourierImage:
         return images
 
 
-def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+# torch's public BatchNorm classes (a lazy one becomes its BatchNormNd at its first forward)
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+BatchNorm = nn.BatchNorm1d | nn.BatchNorm2d | nn.BatchNorm3d | nn.SyncBatchNorm
+
+
+def batchnorm_layers(model: nn.Module) -> list[BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, BATCHNORMS)
             and m.running_mean is not None]
 
 
@@ -103,7 +108,7 @@ def batchnorm_statistics(model: nn.Module) -> Iterator[list[torch.Tensor]]:
     batch's statistics are the ones the teacher saw in training."""
     terms: list[torch.Tensor] = []
 
-    def hook(layer: nn.modules.batchnorm._BatchNorm, inputs: tuple[torch.Tensor, ...],
+    def hook(layer: BatchNorm, inputs: tuple[torch.Tensor, ...],
              output: torch.Tensor) -> None:
         features = inputs[0]
         dims = [0] + list(range(2, features.ndim))
