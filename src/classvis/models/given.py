@@ -109,32 +109,23 @@ class ModuleSettings:
         return "module:" + self.target.rsplit(".", 1)[-1]
 
 
-class GivenNetwork(nn.Module):
-    """The user's network behind its normalisation: takes [0, 1] pixels. ``weights_root`` is
-    the part a weights file fits (the network's own keys)."""
+class Normalised(nn.Module):
+    """``network`` behind its input normalisation: takes [0, 1] pixels of ``input_shape`` and
+    hands it ``(x - mean) / std`` (one value for every channel, or one per channel).
+    ``weights_root`` is the part a weights file fits (the network's own keys)."""
 
-    def __init__(self, settings: ModuleSettings, input_shape: tuple[int, ...],
-                 num_classes: int):
+    def __init__(self, network: nn.Module, mean: tuple[float, ...], std: tuple[float, ...],
+                 input_shape: tuple[int, ...], num_classes: int | None = None):
         super().__init__()
-        key = "teacher.network._target_"
-        factory = _resolve(settings.target, key)
-        kwargs = {name: value for name, value in settings.network.items() if name != TARGET}
-        try:
-            network = factory(**kwargs)
-        except Exception as error:
-            raise ConfigError(key, "a network built from the keyword arguments given",
-                              f"{settings.target}({', '.join(map(str, kwargs))}) raised "
-                              f"{type(error).__name__}: {error}".splitlines()[0]) from None
-        require(isinstance(network, nn.Module), key, "a class or function that makes a "
-                "torch.nn.Module", f"{settings.target} made {type(network).__name__}")
         self.network: nn.Module = network
-        shape = (1, settings.channels, 1, 1)
+        shape = (1, input_shape[0], 1, 1)
         self.mean: torch.Tensor
         self.std: torch.Tensor
-        for name in ("mean", "std"):  # one value for every channel, or one per channel
-            values = torch.tensor(getattr(settings, name)).reshape(1, -1, 1, 1)
+        for name, given in (("mean", mean), ("std", std)):
+            values = torch.tensor(given, dtype=torch.float32).reshape(1, -1, 1, 1)
             self.register_buffer(name, values.expand(shape).clone(), persistent=False)
-        self.input_shape, self.num_classes = tuple(input_shape), num_classes
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
 
     @property
     def weights_root(self) -> nn.Module:
@@ -149,6 +140,26 @@ class GivenNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scores: torch.Tensor = self.network((x - self.mean) / self.std)
         return scores
+
+
+class GivenNetwork(Normalised):
+    """Architecture ``module``: the network ``settings.network`` names, built, behind the
+    declared normalisation."""
+
+    def __init__(self, settings: ModuleSettings, input_shape: tuple[int, ...],
+                 num_classes: int):
+        key = "teacher.network._target_"
+        factory = _resolve(settings.target, key)
+        kwargs = {name: value for name, value in settings.network.items() if name != TARGET}
+        try:
+            network = factory(**kwargs)
+        except Exception as error:
+            raise ConfigError(key, "a network built from the keyword arguments given",
+                              f"{settings.target}({', '.join(map(str, kwargs))}) raised "
+                              f"{type(error).__name__}: {error}".splitlines()[0]) from None
+        require(isinstance(network, nn.Module), key, "a class or function that makes a "
+                "torch.nn.Module", f"{settings.target} made {type(network).__name__}")
+        super().__init__(network, settings.mean, settings.std, input_shape, num_classes)
 
 
 _BATCHNORM: dict[str, bool] = {}
@@ -168,4 +179,4 @@ def _has_batchnorm(settings: ModuleSettings) -> bool:
 ARCHITECTURES.register("module", ModuleSettings, dense=False, hidden_layers=True,
                        batchnorm=_has_batchnorm)(GivenNetwork)
 
-__all__ = ["GivenNetwork", "ModuleSettings"]
+__all__ = ["GivenNetwork", "ModuleSettings", "Normalised"]
