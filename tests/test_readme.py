@@ -33,6 +33,10 @@ NOT_RUN = {  # a README command (its start) -> why this test does not run it
     "mypy": "the type check of the test command .ci/run runs",
     "python -m pytest": "the test command itself (.ci/run runs it)",
     "mlflow ui": "a server for a browser: tests/test_mlflow_ui.py drives it in one",
+    "python train.py architecture@teacher=lenet5 teacher_from=mlflow":
+        "needs a teacher registered as mnist-lenet5 in the store, which no README command does "
+        "(registering is MLflow's UI or API): tests/test_given_mlflow.py logs, registers and "
+        "runs one",
     "python -m classvis.report --tracking-uri http://mlflow:5000":
         "needs a tracking server named mlflow holding the deep preset's runs; the report's "
         "--tracking-uri and --output are run by tests/test_architectures.py",

@@ -202,7 +202,9 @@ PAIRED.update({option: MODULE_TEACHER for option in (
     "teacher_from=module", "architecture@teacher=module", "extractor=auto/module")})
 # options whose files cannot be generated, or refused by design, and the one-line refusal
 UNAVAILABLE = {"dataset=cifar10": "dataset.root", "dataset=synthetic": "dataset.path",
-               "architecture@student=module": "architecture@student"}
+               "architecture@student=module": "architecture@student",
+               # a model logged in a store: tests/test_given_mlflow.py logs and registers one
+               "teacher_from=mlflow": "teacher_from.uri"}
 
 
 def conf_choices() -> list[list[str]]:

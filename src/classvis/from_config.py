@@ -18,6 +18,7 @@ from classvis.data import DatasetSettings, check_class_names
 from classvis.device import resolve_device
 from classvis.extract import EXTRACTORS, ClassVisSettings
 from classvis.given_teacher import (
+    GivenWeights,
     TeacherFromSettings,
     load_given,
     mismatch,
@@ -149,20 +150,53 @@ def _given_weights(settings: RunSettings) -> RunSettings:
     require(settings.trainer.student.start == "own_init", "trainer.student.start",
             f"own_init with teacher_from={kind} (a given teacher has no initial weights to "
             "start the student from)", settings.trainer.student.start)
-    assert settings.teacher_from.path is not None  # TeacherFromSettings.check
-    weights = read_weights(settings.teacher_from.path, "teacher_from.path")
     shape, classes = _known_input(settings)
+    model_id = None
+    if kind == "mlflow":
+        weights, model_id = _logged_teacher(settings, shape, classes)
+    else:
+        assert settings.teacher_from.path is not None  # TeacherFromSettings.check
+        weights = read_weights(settings.teacher_from.path, "teacher_from.path")
     if shape is not None and classes is not None:
         model = build_model(settings.teacher, shape, classes, 0)
         what = (f"architecture@teacher={settings.teacher.label} for {settings.dataset.name} "
                 f"({'x'.join(map(str, shape))}, {classes} classes)")
         why = mismatch(model, weights.state)
-        require(why is None, "teacher_from.path", f"weights that fit {what}",
-                f"{weights.path}: {why}")
+        require(why is None, "teacher_from.uri" if kind == "mlflow" else "teacher_from.path",
+                f"weights that fit {what}", f"{weights.path}: {why}")
         why = output_mismatch(load_given(model, weights), shape, classes)
         require(why is None, "teacher.network._target_" if kind == "module" else "teacher",
                 f"a network that scores the declared input as {what}", why)
-    return replace(settings, given_weights=weights)
+    return replace(settings, given_weights=weights, teacher_model_id=model_id)
+
+
+def _logged_teacher(settings: RunSettings, shape: tuple[int, ...] | None, classes: int | None
+                    ) -> tuple[GivenWeights, str | None]:
+    """``teacher_from=mlflow``: the logged model read (nothing unpickled) and its network
+    checked against the run's teacher architecture and dataset."""
+    import tempfile
+
+    from classvis.track.given import read_logged_teacher
+
+    assert settings.teacher_from.uri is not None  # TeacherFromSettings.check
+    uri = settings.teacher_from.uri
+    with tempfile.TemporaryDirectory(prefix="classvis-teacher-") as folder:
+        logged = read_logged_teacher(uri, settings.tracking.uri, Path(folder))
+    described = logged.description
+    architecture = parse_architecture(described["architecture"], "teacher_from.uri")
+    require(architecture == settings.teacher, "architecture@teacher",
+            f"the logged teacher's architecture, {architecture.label} (architecture@teacher="
+            f"{architecture.name} with its keys as logged; it also chooses the extractor)",
+            settings.teacher.label)
+    logged_shape = tuple(described["input_shape"])
+    require(shape is None or logged_shape == tuple(shape), "teacher_from.uri",
+            f"a teacher of {settings.dataset.name}'s images "
+            f"({'x'.join(map(str, shape or ()))})",
+            f"{uri} takes {'x'.join(map(str, logged_shape))}")
+    require(classes is None or described["num_classes"] == classes, "teacher_from.uri",
+            f"a teacher of {settings.dataset.name}'s {classes} classes",
+            f"{uri} scores {described['num_classes']}")
+    return logged.weights, logged.model_id
 
 
 def _check_architectures(settings: RunSettings) -> None:

@@ -32,10 +32,20 @@ class TeacherFromSettings:
     """Config group ``teacher_from``: where the teacher comes from; ``path`` is the weights file
     of ``kind: weights``."""
 
-    kind: Literal["train", "weights", "module"] = "train"
+    kind: Literal["train", "weights", "module", "mlflow"] = "train"
     path: str | None = None
+    uri: str | None = None
 
     def check(self, key: str) -> None:
+        if self.kind == "mlflow":
+            require(isinstance(self.uri, str) and bool(self.uri), f"{key}.uri",
+                    "the teacher's MLflow model URI (models:/<name>/<version>, "
+                    "models:/<name>@<alias>, models:/<model id>, runs:/<run id>/<path>)",
+                    self.uri)
+            require(self.path is None, f"{key}.path", "null with teacher_from=mlflow (the "
+                    "weights come with the model)", self.path)
+            return
+        require(self.uri is None, f"{key}.uri", "null unless teacher_from=mlflow", self.uri)
         if self.kind != "train":
             require(isinstance(self.path, str) and bool(self.path), f"{key}.path",
                     "the teacher's weights file (.safetensors, .pt or .pth)", self.path)

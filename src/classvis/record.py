@@ -187,6 +187,8 @@ def record_run(cfg: DictConfig, settings: RunSettings, job: Job
         if result.teacher_origin == "cache":  # the stored curve, so every run shows it
             series[keys.TEACHER_LOSS] = list(enumerate(result.teacher_losses, start=1))
         run.log_series(series)
+        if settings.teacher_model_id is not None:  # teacher_from=mlflow: the model it is
+            run.link_model(settings.teacher_model_id)
         run.log_datasets(runrecords.run_datasets(
             result, source_location(settings.dataset),
             f"{run.artifact_uri.rstrip('/')}/{keys.SYNTHETIC_SET_ARTIFACT}"))

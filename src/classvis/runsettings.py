@@ -74,6 +74,8 @@ class RunSettings:
     synthetic_file: SyntheticFile | None = field(default=None, compare=False)
     # teacher_from=weights: the weights file, read and checked once at validation
     given_weights: GivenWeights | None = field(default=None, compare=False)
+    # teacher_from=mlflow: the MLflow logged model the teacher is (linked as the run's input)
+    teacher_model_id: str | None = field(default=None, compare=False)
 
     @property
     def file_header(self) -> dict[str, str] | None:

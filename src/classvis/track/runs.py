@@ -100,6 +100,15 @@ class TrackedRun:
         with store_call():
             return log_models(models)
 
+    def link_model(self, model_id: str) -> None:
+        """Log the MLflow logged model ``model_id`` as an input of this run (the teacher it
+        distilled), shown in the run's Inputs and the model's page."""
+        from mlflow.entities import LoggedModelInput
+
+        with store_call():
+            retrying(lambda: self.client.log_inputs(self.run_id,
+                                                    models=[LoggedModelInput(model_id)]))
+
     def log_datasets(self, datasets: list[Any]) -> None:
         """Log ``runrecords.DatasetInput`` records as the run's dataset inputs, each with its
         context (``mlflow.data.context``), as ``mlflow.log_input`` does."""

@@ -1,0 +1,109 @@
+"""A teacher that lives in MLflow (``teacher_from=mlflow``): a model classvis logged
+(``tracking.log_models=all``: from code, its weights as safetensors and its network described
+in JSON), named by a model URI (``models:/<name>/<version>``, ``models:/<name>@<alias>``,
+``models:/<model id>``, ``runs:/<run id>/<path>``). It is downloaded, its architecture read
+from its description and its weights from the safetensors file: nothing is unpickled. A model
+logged with ``mlflow.pytorch`` (a pickled module) is refused in one line."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from classvis.given_teacher import GivenWeights, read_weights
+from classvis.validation import ConfigError
+
+KEY = "teacher_from.uri"
+
+
+@dataclass(frozen=True, eq=False)
+class LoggedTeacher:
+    """The logged model's network description (``models.describe_model``), its weights, and
+    the MLflow logged model's id (None when the URI names none, e.g. an old run's artifact)."""
+
+    description: dict[str, Any]
+    weights: GivenWeights
+    model_id: str | None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _model_id(uri: str) -> str | None:
+    """The id of the logged model ``uri`` names, in the current tracking store."""
+    import mlflow
+
+    try:
+        info = mlflow.models.get_model_info(uri)
+    except Exception:  # a runs:/ path without a logged model record
+        return None
+    found = getattr(info, "model_id", None)
+    return str(found) if found else None
+
+
+def read_logged_teacher(uri: str, tracking_uri: str, folder: Path) -> LoggedTeacher:
+    """Download the model ``uri`` names into ``folder`` and read it; a ``ConfigError`` on
+    ``teacher_from.uri`` when it does not exist or is not a model classvis logged."""
+    import mlflow
+
+    if tracking_uri.startswith("sqlite:///"):  # a store not made yet holds no model: say so,
+        store = Path(tracking_uri.removeprefix("sqlite:///"))  # and do not make it
+        if not store.is_file():
+            raise ConfigError(KEY, f"an MLflow model in {tracking_uri}",
+                              f"{uri}: no store at {store}")
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(tracking_uri)  # where models:/ and runs:/ are resolved
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri,
+                                                              dst_path=str(folder)))
+        except Exception as error:  # no such model, version, alias or run
+            raise ConfigError(KEY, f"an MLflow model in {tracking_uri}",
+                              f"{uri}: {_first_line(error)}") from None
+        model_id = _model_id(uri)
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+    described = sorted(local.rglob("architecture.json"))
+    weights = sorted(local.rglob("weights.safetensors"))
+    if not (described and weights):
+        flavors = _flavors(local)
+        if "pytorch" in flavors:
+            raise ConfigError(KEY, "a model classvis logged (weights as safetensors)",
+                              f"{uri} is an mlflow.pytorch model, a pickled module: loading it "
+                              f"would unpickle it")
+        raise ConfigError(KEY, "a model classvis logged (tracking.log_models=all)",
+                          f"{uri} holds flavors {sorted(flavors) or 'none'}")
+    try:
+        description = json.loads(described[0].read_text())
+    except ValueError as error:
+        raise ConfigError(KEY, "a readable architecture.json", f"{uri}: {error}") from None
+    if not (isinstance(description, dict) and isinstance(description.get("architecture"), dict)
+            and isinstance(description.get("input_shape"), list)
+            and isinstance(description.get("num_classes"), int)):
+        raise ConfigError(KEY, "a network description (architecture, input_shape, "
+                          "num_classes)", f"{uri}: {str(description)[:80]}")
+    given = read_weights(str(weights[0]), KEY)
+    return LoggedTeacher(description, GivenWeights(uri, given.state, given.digest), model_id)
+
+
+def _flavors(local: Path) -> set[str]:
+    """The flavors a downloaded model's ``MLmodel`` file lists (empty when it has none)."""
+    from omegaconf import OmegaConf
+
+    for path in sorted(local.rglob("MLmodel")):
+        try:
+            read = OmegaConf.to_container(OmegaConf.load(path))
+        except Exception:  # not YAML: no flavors to tell
+            continue
+        flavors = read.get("flavors") if isinstance(read, dict) else None
+        return set(flavors) if isinstance(flavors, dict) else set()
+    return set()
+
+
+__all__ = ["LoggedTeacher", "read_logged_teacher"]
