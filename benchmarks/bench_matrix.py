@@ -109,7 +109,9 @@ def main() -> None:
             record = json.loads(line)
             done[(record["dataset"], record["teacher"], record["extractor"],
                   record["student"])] = record
-    env = {**os.environ, "CLASSVIS_DATA": os.environ.get(
+    # this tree's code, whatever classvis the interpreter has installed (an editable install
+    # of another checkout would otherwise be measured)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CLASSVIS_DATA": os.environ.get(
         "CLASSVIS_DATA", str(ROOT.parent / "shared" / "data"))}
     records = []
     for dataset in args.datasets.split(","):
