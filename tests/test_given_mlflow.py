@@ -69,9 +69,20 @@ def test_a_registered_teacher_gives_the_run_that_trained_it_and_is_linked(regist
 def test_a_logged_teacher_by_its_model_id_and_a_wrong_architecture(registered, tmp_path):
     store, _, _, teacher = registered
     base = [*DIGITS, f"tracking.uri={store}", "teacher_from=mlflow"]
+    import mlflow
+
     settings = settings_for(*base, f"teacher_from.uri=models:/{teacher.model_id}")
     assert settings.teacher_model_id == teacher.model_id
     assert settings.given_weights is not None
+    assert settings_for(*base, "teacher_from.uri=models:/digits-teacher/1").teacher_model_id \
+        == teacher.model_id
+    # MLflow's global URIs are left alone: the registry still follows the tracking URI
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    mlflow.set_tracking_uri(other)
+    try:
+        assert mlflow.get_registry_uri() == other
+    finally:
+        mlflow.set_tracking_uri(None)
     with pytest.raises(ConfigError) as refused:
         settings_for(*base, "teacher_from.uri=models:/digits-teacher/1",
                      "architecture@teacher=mlp")

@@ -33,15 +33,26 @@ def _first_line(error: Exception) -> str:
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
 
-def _model_id(uri: str) -> str | None:
-    """The id of the logged model ``uri`` names, in the current tracking store."""
+def _model_id(uri: str, tracking_uri: str) -> str | None:
+    """The id of the logged model ``uri`` names (None for a ``runs:/`` path or a version
+    without one)."""
     import mlflow
 
-    try:
-        info = mlflow.models.get_model_info(uri)
-    except Exception:  # a runs:/ path without a logged model record
+    client = mlflow.MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    name = uri.removeprefix("models:/")
+    if name == uri:
         return None
-    found = getattr(info, "model_id", None)
+    try:
+        if "@" in name or "/" in name:
+            version = (client.get_model_version_by_alias(*name.split("@", 1)) if "@" in name
+                       else client.get_model_version(*name.split("/", 1)))
+            source = str(version.source or "")  # a version registered from models:/<id>
+            found = version.model_id or (source.removeprefix("models:/")
+                                         if source.startswith("models:/m-") else None)
+        else:
+            found = name  # models:/<model id>
+    except Exception:  # resolved by the download already; no id to link
+        return None
     return str(found) if found else None
 
 
@@ -55,20 +66,20 @@ def read_logged_teacher(uri: str, tracking_uri: str, folder: Path) -> LoggedTeac
         if not store.is_file():
             raise ConfigError(KEY, f"an MLflow model in {tracking_uri}",
                               f"{uri}: no store at {store}")
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(tracking_uri)  # where models:/ and runs:/ are resolved
-    mlflow.set_registry_uri(tracking_uri)
+    # MLflow resolves models:/ against its global tracking URI (and the registry, unless one
+    # was set apart, follows it): set it for the download, then put it back. The registry URI
+    # is not set: MLflow keeps a set one in the environment, for every later call
+    tracking = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
     try:
-        try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri,
-                                                              dst_path=str(folder)))
-        except Exception as error:  # no such model, version, alias or run
-            raise ConfigError(KEY, f"an MLflow model in {tracking_uri}",
-                              f"{uri}: {_first_line(error)}") from None
-        model_id = _model_id(uri)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri,
+                                                          dst_path=str(folder)))
+    except Exception as error:  # no such model, version, alias or run
+        raise ConfigError(KEY, f"an MLflow model in {tracking_uri}",
+                          f"{uri}: {_first_line(error)}") from None
     finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
+        mlflow.set_tracking_uri(tracking)
+    model_id = _model_id(uri, tracking_uri)
     described = sorted(local.rglob("architecture.json"))
     weights = sorted(local.rglob("weights.safetensors"))
     if not (described and weights):
