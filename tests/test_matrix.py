@@ -120,6 +120,9 @@ def dataset_kinds(data: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
             loader, overrides = node.loader, [f"dataset={name}"]
             if loader == "synthetic":
                 continue  # a student from a file: its own test below
+            if loader == "none":  # no data: only a given teacher, tests/test_data_optional.py
+                not_run[name] = "no images: it takes a given teacher (teacher_from)"
+                continue
             if loader == "digits":
                 kind = ("digits", 1)
             elif loader == "torchvision" and node.torchvision_class in IDX_FORMAT:

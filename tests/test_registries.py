@@ -150,6 +150,8 @@ def _generated(loader: str, root: Path) -> dict:
         return {"root": str(make_image_folder(root))}
     if loader == "digits":
         return {}
+    if loader == "none":  # no files: the shape and classes a given teacher declares
+        return {"image_shape": (1, 8, 8), "class_names": ("a", "b")}
     pytest.fail(f"no files are generated for loader {loader}: add them here")
 
 
@@ -166,7 +168,9 @@ def test_a_loader_has_an_option_and_tells_its_shape_and_classes_before_decoding(
     assert train_x.dtype == test_x.dtype == torch.uint8 and train_x.ndim == 4
     assert shape is None or tuple(train_x.shape[1:]) == shape == tuple(test_x.shape[1:])
     assert names is None or len(names) == len(class_names)
-    assert int(train_y.max()) < len(class_names) and len(train_y) == len(train_x)
+    assert len(train_y) == len(train_x) and len(test_y) == len(test_x)
+    assert all(len(labels) == 0 or int(labels.max()) < len(class_names)
+               for labels in (train_y, test_y))
     folders = source_folders(settings)
     assert folders is None or all(folder.is_dir() for folder in folders)
     assert isinstance(source_location(settings), str)
@@ -199,7 +203,8 @@ PAIRED = {"extractor=deep_vis_bn": ["architecture@teacher=resnet18"],
 MODULE_TEACHER = ["teacher_from=module", "teacher.network._target_=user_networks.AnyShape",
                   "teacher_from.path=${data_root}/module.safetensors"]
 PAIRED.update({option: MODULE_TEACHER for option in (
-    "teacher_from=module", "architecture@teacher=module", "extractor=auto/module")})
+    "teacher_from=module", "architecture@teacher=module", "extractor=auto/module",
+    "dataset=none")})
 # options whose files cannot be generated, or refused by design, and the one-line refusal
 UNAVAILABLE = {"dataset=cifar10": "dataset.root", "dataset=synthetic": "dataset.path",
                "architecture@student=module": "architecture@student",

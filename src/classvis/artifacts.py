@@ -139,6 +139,15 @@ def run_metrics(result: RunResult) -> dict[str, float]:
         metrics[keys.measure("swap", "images")] = float(len(swap.swapped.replaced))
     if result.privacy is not None:
         metrics.update(result.privacy.metrics())
+    if result.agreement is not None:
+        agreed = result.agreement
+        metrics[keys.SYNTHETIC_AGREEMENT] = agreed.synthetic
+        metrics[keys.VIEW_AGREEMENT] = agreed.views
+        metrics[keys.TEACHER_CONFIDENCE] = float(agreed.confidence.mean())
+        metrics[keys.TEACHER_CONFIDENCE_MIN] = float(agreed.confidence.min())
+        if not result.evaluations:  # no test set: the per-class view there is
+            for name, value in zip(result.class_names, agreed.confidence, strict=True):
+                metrics[keys.per_class("teacher", "synthetic_confidence", name)] = float(value)
     if result.file_info is not None:
         metrics[keys.SYNTHETIC_AGREEMENT] = result.file_info["synthetic_agreement"]
         if "file_teacher_accuracy" in result.file_info:
@@ -184,6 +193,9 @@ def write_artifacts(result: RunResult, folder: Path, title: str) -> FigureList:
                     highlight=highlight if model in ("student", "baseline_student") else None)
         _write_report_csv(folder / "metrics" / f"{model}_per_class.csv",
                           evaluation.per_class(names))
+    if result.agreement is not None:
+        _write_report_csv(folder / "metrics" / "teacher_confidence_per_class.csv",
+                          result.agreement.per_class(names))
     synthetic = result.synthetic
     shown = _first_per_class(synthetic.labels, GRID_PER_CLASS)
     tile_names = [names[label] for label in synthetic.labels[shown].tolist()]

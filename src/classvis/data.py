@@ -23,7 +23,7 @@ from classvis.validation import require, writable_folder
 @dataclass(frozen=True)
 class DatasetSettings:
     name: str
-    loader: Literal["torchvision", "digits", "image_folder", "synthetic"]
+    loader: Literal["torchvision", "digits", "image_folder", "synthetic", "none"]
     root: str | None = None
     torchvision_class: str | None = None
     download: bool = False
@@ -38,6 +38,12 @@ class DatasetSettings:
     # and where the real test set of the dataset it came from lies here (null: as recorded)
     path: str | None = None
     test_root: str | None = None
+    # which splits to load: both, the test split alone (a given teacher needs no training set),
+    # or auto (both when a teacher is trained here or the training files are present, else the
+    # test split); resolved at the door
+    splits: Literal["auto", "train_and_test", "test"] = "auto"
+    # loader none (dataset=none): no images at all, only the shape and classes the teacher takes
+    image_shape: tuple[int, int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.classes is not None:
@@ -71,10 +77,19 @@ class DatasetSettings:
                 "one of " + ", ".join(TORCHVISION_CLASSES),
                 self.torchvision_class,
             )
+        if self.loader == "none":
+            require(self.splits == "auto", f"{key}.splits", "auto with dataset=none (it has "
+                    "no splits)", self.splits)
+            if self.image_shape is not None:
+                require(all(size >= 1 for size in self.image_shape), f"{key}.image_shape",
+                        "[channels, height, width], each >= 1", list(self.image_shape))
+        else:
+            require(self.image_shape is None, f"{key}.image_shape", "null unless dataset=none "
+                    "(the images' shape comes from the files)", self.image_shape)
         if self.loader in ("torchvision", "image_folder"):
             root = Path(given(self.root, f"{key}.root", "a data directory"))
             if self.loader == "image_folder":
-                for split in ("train", "test"):
+                for split in ("train", "test") if self.splits == "train_and_test" else ("test",):
                     require(
                         (root / split).is_dir(),
                         f"{key}.root",
@@ -105,6 +120,15 @@ class ImageData:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def has_train(self) -> bool:
+        """Whether it holds a training split (not with a test split alone, or dataset=none)."""
+        return len(self.train_x) > 0
+
+    @property
+    def has_test(self) -> bool:
+        return len(self.test_x) > 0
+
     def to(self, device: str | torch.device) -> ImageData:
         """The same dataset with every tensor on ``device`` (itself when they already are)."""
         device = torch.device(device)
@@ -124,7 +148,8 @@ def check_class_names(wanted, known: list[str], key: str) -> None:
 
 def _keep_classes(images: torch.Tensor, labels: torch.Tensor, keep: list[int]):
     """Only the images of classes ``keep``, relabelled 0..len(keep)-1 in that order."""
-    relabel = torch.full((int(labels.max()) + 1,), -1, dtype=torch.int64)
+    size = max([*keep, int(labels.max()) if len(labels) else 0]) + 1  # a split may be empty
+    relabel = torch.full((size,), -1, dtype=torch.int64)
     relabel[torch.tensor(keep)] = torch.arange(len(keep))
     new_labels = relabel[labels]
     mask = new_labels >= 0

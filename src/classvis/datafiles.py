@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from classvis.integrity import DIGEST_KEY, damage, tensors_digest
-from classvis.loaders import LOADERS, Arrays, given, source_folders
+from classvis.loaders import LOADERS, Arrays, given, source_folders, wants_train
 
 if TYPE_CHECKING:
     from classvis.data import DatasetSettings
@@ -47,6 +47,8 @@ def _source_files(settings: DatasetSettings) -> list[tuple[str, int, int]]:
 def _fingerprint(settings: DatasetSettings, files: list[tuple[str, int, int]]) -> str:
     digest = hashlib.sha256(
         f"{CACHE_FORMAT}|{settings.loader}|{settings.torchvision_class}".encode())
+    if not wants_train(settings):  # the test split alone, though the training files be there
+        digest.update(b"|test split only")
     for name, size, mtime in files:
         digest.update(f"{name}|{size}|{mtime}\n".encode())
     return digest.hexdigest()[:16]

@@ -66,3 +66,47 @@ def class_errors(confusion: np.ndarray, index: int) -> tuple[int, int]:
     the true classes and columns the predicted ones."""
     hits = int(confusion[index, index])
     return int(confusion[:, index].sum()) - hits, int(confusion[index, :].sum()) - hits
+
+
+VIEWS_PER_IMAGE = 8   # held-out views of each synthetic image the agreement is measured on
+MOST_VIEWS = 20_000   # at most this many views in all (a large set gets fewer per image)
+
+
+@dataclass
+class Agreement:
+    """What a run can measure without a real test set: how often the student's class is the
+    teacher's, on the synthetic images and on views of them the student never saw (shifted,
+    scaled and rotated with a seed of their own), and the teacher's confidence in each class's
+    images (its mean softmax probability of the class they stand for)."""
+
+    synthetic: float
+    views: float
+    confidence: np.ndarray  # per class
+
+    def per_class(self, class_names: list[str]) -> list[dict[str, float | str]]:
+        return [{"class": name, "teacher_confidence": float(value)}
+                for name, value in zip(class_names, self.confidence, strict=True)]
+
+
+def agreement(student: torch.nn.Module, teacher: torch.nn.Module, images: torch.Tensor,
+              labels: torch.Tensor, num_classes: int, seed: int) -> Agreement:
+    """The student's agreement with the teacher on ``images`` and on held-out views of them,
+    and the teacher's confidence per class (``labels``: the class each image stands for)."""
+    from classvis.augment import affine
+
+    generator = torch.Generator().manual_seed(seed)
+    repeats = max(1, min(VIEWS_PER_IMAGE, MOST_VIEWS // max(1, len(images))))
+    views = affine(images.repeat(repeats, 1, 1, 1), ("shift", "scale", "rotate"), generator)
+
+    def same(batch: torch.Tensor) -> float:
+        return float((predict(student, batch) == predict(teacher, batch)).mean())
+
+    on_images, on_views = same(images), same(views)
+    teacher.eval()
+    with torch.no_grad():
+        probabilities = torch.cat([teacher(images[i:i + 10_000]).softmax(1)
+                                   for i in range(0, len(images), 10_000)])
+    chosen = probabilities.gather(1, labels.view(-1, 1)).flatten().cpu()
+    counts = torch.bincount(labels.cpu(), minlength=num_classes).clamp(min=1)
+    confidence = torch.zeros(num_classes).index_add_(0, labels.cpu(), chosen) / counts
+    return Agreement(on_images, on_views, confidence.numpy())

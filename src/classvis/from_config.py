@@ -17,22 +17,10 @@ from classvis.compress import CompressSettings
 from classvis.data import DatasetSettings, check_class_names
 from classvis.device import resolve_device
 from classvis.extract import EXTRACTORS, ClassVisSettings
-from classvis.given_teacher import (
-    GivenWeights,
-    TeacherFromSettings,
-    load_given,
-    mismatch,
-    output_mismatch,
-    read_weights,
-)
-from classvis.loaders import check_files, known_class_names, known_image_shape
-from classvis.models import (
-    build_model,
-    has_batchnorm,
-    has_hidden_layers,
-    is_dense,
-    parse_architecture,
-)
+from classvis.from_given import check_given, known_input, read_given, resolve_splits
+from classvis.given_teacher import TeacherFromSettings
+from classvis.loaders import check_files, known_class_names
+from classvis.models import has_batchnorm, has_hidden_layers, is_dense, parse_architecture
 from classvis.privacy import DISTANCE_BUDGET, PrivacySettings
 from classvis.progress import check_mode
 from classvis.runsettings import RunSettings, SyntheticFile, TrainerSettings
@@ -66,7 +54,10 @@ def config_digest(resolved: dict) -> str:
     relevant = {key: value for key, value in resolved.items() if key not in _NOT_RESULTS}
     if isinstance(relevant.get("dataset"), dict):
         relevant["dataset"] = {key: value for key, value in relevant["dataset"].items()
-                               if key not in _DATASET_LOCATION}
+                               if key not in _DATASET_LOCATION
+                               # the keys of a run with every split keep their digests
+                               and not (key == "splits" and value in ("auto", "train_and_test"))
+                               and not (key == "image_shape" and value is None)}
     given = relevant.pop("teacher_from", None)  # a trained teacher adds nothing to the digest
     if isinstance(given, dict) and given.get("kind", "train") != "train":
         relevant["teacher_from"] = {key: value for key, value in given.items() if key != "path"}
@@ -130,75 +121,6 @@ def _check_memory(settings: RunSettings, shape: tuple[int, ...], classes: int) -
             f"{available / 2**30:.1f} GiB free)", settings.per_class)
 
 
-def _known_input(settings: RunSettings) -> tuple[tuple[int, int, int] | None, int | None]:
-    """The run's image shape and class count (after class subsets), without loading the data;
-    None where they cannot be told."""
-    names = known_class_names(settings.dataset)
-    classes = (2 if settings.dataset.one_vs_rest is not None
-               else len(settings.dataset.classes) if settings.dataset.classes is not None
-               else None if names is None else len(names))
-    return known_image_shape(settings.dataset), classes
-
-
-def _given_weights(settings: RunSettings) -> RunSettings:
-    """``teacher_from=weights``: the file read once and checked against the teacher's
-    architecture built for the dataset, and the stages that need a teacher trained here
-    refused."""
-    kind = settings.teacher_from.kind
-    require(not settings.swap.enabled, "swap", f"none with teacher_from={kind} (the swap stage "
-            "trains a donor teacher on other classes)", settings.swap.label)
-    require(settings.trainer.student.start == "own_init", "trainer.student.start",
-            f"own_init with teacher_from={kind} (a given teacher has no initial weights to "
-            "start the student from)", settings.trainer.student.start)
-    shape, classes = _known_input(settings)
-    model_id = None
-    if kind == "mlflow":
-        weights, model_id = _logged_teacher(settings, shape, classes)
-    else:
-        assert settings.teacher_from.path is not None  # TeacherFromSettings.check
-        weights = read_weights(settings.teacher_from.path, "teacher_from.path")
-    if shape is not None and classes is not None:
-        model = build_model(settings.teacher, shape, classes, 0)
-        what = (f"architecture@teacher={settings.teacher.label} for {settings.dataset.name} "
-                f"({'x'.join(map(str, shape))}, {classes} classes)")
-        why = mismatch(model, weights.state)
-        require(why is None, "teacher_from.uri" if kind == "mlflow" else "teacher_from.path",
-                f"weights that fit {what}", f"{weights.path}: {why}")
-        why = output_mismatch(load_given(model, weights), shape, classes)
-        require(why is None, "teacher.network._target_" if kind == "module" else "teacher",
-                f"a network that scores the declared input as {what}", why)
-    return replace(settings, given_weights=weights, teacher_model_id=model_id)
-
-
-def _logged_teacher(settings: RunSettings, shape: tuple[int, ...] | None, classes: int | None
-                    ) -> tuple[GivenWeights, str | None]:
-    """``teacher_from=mlflow``: the logged model read (nothing unpickled) and its network
-    checked against the run's teacher architecture and dataset."""
-    import tempfile
-
-    from classvis.track.given import read_logged_teacher
-
-    assert settings.teacher_from.uri is not None  # TeacherFromSettings.check
-    uri = settings.teacher_from.uri
-    with tempfile.TemporaryDirectory(prefix="classvis-teacher-") as folder:
-        logged = read_logged_teacher(uri, settings.tracking.uri, Path(folder))
-    described = logged.description
-    architecture = parse_architecture(described["architecture"], "teacher_from.uri")
-    require(architecture == settings.teacher, "architecture@teacher",
-            f"the logged teacher's architecture, {architecture.label} (architecture@teacher="
-            f"{architecture.name} with its keys as logged; it also chooses the extractor)",
-            settings.teacher.label)
-    logged_shape = tuple(described["input_shape"])
-    require(shape is None or logged_shape == tuple(shape), "teacher_from.uri",
-            f"a teacher of {settings.dataset.name}'s images "
-            f"({'x'.join(map(str, shape or ()))})",
-            f"{uri} takes {'x'.join(map(str, logged_shape))}")
-    require(classes is None or described["num_classes"] == classes, "teacher_from.uri",
-            f"a teacher of {settings.dataset.name}'s {classes} classes",
-            f"{uri} scores {described['num_classes']}")
-    return logged.weights, logged.model_id
-
-
 def _check_architectures(settings: RunSettings) -> None:
     """The models against the dataset's image size, and the stages that need the paper's dense
     models against the models chosen."""
@@ -209,7 +131,7 @@ def _check_architectures(settings: RunSettings) -> None:
             check_class_names(settings.dataset.classes, names, "dataset.classes")
         if settings.dataset.one_vs_rest is not None:
             check_class_names([settings.dataset.one_vs_rest], names, "dataset.one_vs_rest")
-    shape, classes = _known_input(settings)
+    shape, classes = known_input(settings)
     if shape is not None:
         settings.teacher.check_input(shape, "teacher")
         settings.student.check_input(shape, "student")
@@ -318,6 +240,9 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
             "teacher_from=module chooses both)" if module_teacher else
             f"train or weights with architecture@teacher={settings.teacher.label} (module "
             "takes your own network: teacher.network._target_)", settings.teacher_from.kind)
+    settings = resolve_splits(settings)
+    if settings.teacher_from.given:  # dataset=none: its shape and classes from the teacher
+        settings = read_given(settings)
     if settings.trainer.student.start == "teacher_init":
         require(settings.student == settings.teacher, "trainer.student.start",
                 "own_init unless the student's architecture is the teacher's (teacher_init starts "
@@ -333,7 +258,7 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
             "class is your code, which a logged MLflow model could not rebuild from its own)",
             settings.tracking.log_models)
     if settings.teacher_from.given:
-        settings = _given_weights(settings)
+        check_given(settings)
     if settings.swap.enabled:
         donor = settings.swap.donor_dataset(settings.dataset)  # the base keeps every class
         names = known_class_names(settings.dataset)

@@ -11,7 +11,7 @@ from torch import nn
 
 from classvis.compress import Compressed, compress
 from classvis.data import ImageData, load_dataset
-from classvis.evaluate import Evaluation, evaluate
+from classvis.evaluate import Agreement, Evaluation, agreement, evaluate
 from classvis.extract import soft_targets
 from classvis.models import ArchitectureSettings, count_parameters
 from classvis.privacy import PrivacyResult, measure
@@ -54,6 +54,8 @@ class RunResult:
     privacy: PrivacyResult | None = None   # distances to the nearest training images
     file_info: dict[str, float] | None = None  # student trained from a file: agreement, ...
     test_unavailable: str | None = None    # why there is no real test set to evaluate on
+    privacy_skipped: str | None = None     # why the privacy measure was not taken
+    agreement: Agreement | None = None     # student vs teacher without a test set
     # accuracy on further views of the test set: "student/balanced_test_accuracy", ...
     view_accuracies: dict[str, float] = field(default_factory=dict)
     # the settings each of "teacher" and "student" was built from
@@ -163,17 +165,25 @@ def run(settings: RunSettings,
             models["baseline_student"] = swap.baseline_student
         if compressed is not None:
             models["compressed"] = compressed.model
-        evaluations = {name: evaluate(model, data.test_x, data.test_y, data.num_classes)
-                       for name, model in models.items()}
-        views = view_accuracies(models, data)
+        evaluations, views = {}, {}
+        if data.has_test:
+            evaluations = {name: evaluate(model, data.test_x, data.test_y, data.num_classes)
+                           for name, model in models.items()}
+            views = view_accuracies(models, data)
         if swap is not None:
             evaluations["donor_teacher"] = evaluate(swap.donor_teacher, swap.donor_data.test_x,
                                                     swap.donor_data.test_y,
                                                     swap.donor_data.num_classes)
             views.update(view_accuracies({"donor_teacher": swap.donor_teacher},
                                          swap.donor_data))
-    privacy = None
-    if settings.privacy.enabled:
+        agreed = agreement(student, teacher, images, labels, data.num_classes,
+                           stage_seed(settings.seed, "agreement/views"))
+    privacy, privacy_skipped = None, None
+    if settings.privacy.enabled and not data.has_train:
+        privacy_skipped = ("no training images to measure against (dataset=none)"
+                           if settings.dataset.loader == "none" else
+                           "no training split to measure against (dataset.splits=test)")
+    elif settings.privacy.enabled:
         with timed(seconds, "privacy"):
             privacy = measure(images, data.train_x, data.test_x, settings.privacy,
                               privacy_yardstick(settings, data))
@@ -183,8 +193,8 @@ def run(settings: RunSettings,
     synthetic = SyntheticSet(
         images=images.cpu(), soft_targets=targets.cpu(), labels=labels.cpu(),
         class_names=data.class_names,
-        metadata=provenance(settings, evaluations["teacher"].accuracy, parameters["teacher"],
-                             obtained.key),
+        metadata=provenance(settings, evaluations["teacher"].accuracy if data.has_test
+                            else float("nan"), parameters["teacher"], obtained.key),
     )
     return RunResult(
         class_names=data.class_names, data=data_on_cpu, teacher=teacher, student=student,
@@ -193,5 +203,7 @@ def run(settings: RunSettings,
         teacher_origin=obtained.origin, teacher_key=obtained.key,
         extraction_info=extracted.info, parameters=parameters, seconds=seconds,
         swap=swap, compressed=compressed, privacy=privacy, view_accuracies=views,
+        test_unavailable=None if data.has_test else "dataset=none: no real images",
+        privacy_skipped=privacy_skipped, agreement=agreed,
         architectures={"teacher": settings.teacher, "student": student_architecture(settings)},
     )

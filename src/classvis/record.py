@@ -114,8 +114,16 @@ def summary_line(run_name: str, result: pipeline.RunResult, metrics: dict[str, f
             parts.append(f"no real test set ({result.test_unavailable})")
         parts.append(f"agreement with the file's soft targets "
                      f"{result.file_info['synthetic_agreement']:.2%}")
+    if result.file_info is None and result.test_unavailable is not None:
+        parts.append(f"no real test set ({result.test_unavailable})")
+    if result.agreement is not None and not evaluations:
+        parts.append(f"student agrees with the teacher on {result.agreement.views:.2%} of "
+                     f"held-out synthetic views, teacher confidence "
+                     f"{float(result.agreement.confidence.mean()):.2%}")
     if result.privacy is not None:
         parts.append(f"privacy distance ratio {result.privacy.ratio:.2f}")
+    if result.privacy_skipped is not None:
+        parts.append(f"privacy skipped ({result.privacy_skipped})")
     weak = f"; weak by nature: {caveat}" if caveat else ""
     return (f"classvis: {run_name}: {', '.join(parts)} in {metrics[keys.TOTAL_TIME]:.1f}s "
             f"({link}){weak}")
@@ -142,6 +150,11 @@ def record_run(cfg: DictConfig, settings: RunSettings, job: Job
         resolved["dataset"]["sha256"] = file_digest(settings.synthetic_file.path)
     if settings.given_weights is not None:  # the weights, not the file's name
         resolved["teacher_from"]["sha256"] = settings.given_weights.digest
+    if isinstance(resolved.get("dataset"), dict) and settings.dataset.loader != "synthetic":
+        resolved["dataset"]["splits"] = settings.dataset.splits  # what auto found here
+        if settings.dataset.loader == "none":  # as the teacher declared them
+            resolved["dataset"]["image_shape"] = list(settings.dataset.image_shape or ())
+            resolved["dataset"]["class_names"] = list(settings.dataset.class_names or ())
     digest = config_digest(resolved)
     skipped = skip_if_finished(experiment_id, digest, settings, job)
     if skipped is not None:
@@ -177,9 +190,13 @@ def record_run(cfg: DictConfig, settings: RunSettings, job: Job
         run.set_tags({keys.TEACHER_ORIGIN: result.teacher_origin,
                       keys.TEACHER_KEY: result.teacher_key,
                       keys.CLASS_NAMES: json.dumps(result.class_names)})
-        if result.file_info is not None:
-            run.set_tags({keys.TEST_SET: "real" if result.test_unavailable is None
-                          else "unavailable"})
+        run.set_tags({keys.TEST_SET: "real" if result.test_unavailable is None
+                      else "unavailable"})
+        if settings.teacher_from.given:
+            run.set_tags({keys.TRAINING_SET: {("train", "test"): "real", ("test",):
+                          "test split only"}.get(settings.real_splits, "none")})
+        if result.privacy_skipped is not None:
+            run.set_tags({keys.PRIVACY_SKIPPED: result.privacy_skipped})
         if result.swap is not None:
             run.set_tags({keys.DONOR_TEACHER_ORIGIN: result.swap.donor_origin,
                           keys.DONOR_TEACHER_KEY: result.swap.donor_key})

@@ -51,7 +51,9 @@ TEACHER_WEIGHTS_DIGEST = "teacher_weights_digest"
 DONOR_TEACHER_ORIGIN = "donor_teacher_origin"
 DONOR_TEACHER_KEY = "donor_teacher_key"
 CLASS_NAMES = "class_names"           # a JSON list, in label order
-TEST_SET = "test_set"                 # real | unavailable (students from a file)
+TEST_SET = "test_set"                 # real | unavailable (a file's student, dataset=none)
+TRAINING_SET = "training_set"         # real | test split only | none (a given teacher's run)
+PRIVACY_SKIPPED = "privacy_skipped"   # why the privacy measure was not taken
 ERROR = "error"                       # why a run FAILED
 STATUS_REASON = "status_reason"
 
@@ -82,6 +84,9 @@ LOG_TIME = "time/log"
 TEACHER_LOSS = "teacher/loss"
 STUDENT_LOSS = "student/loss"
 SYNTHETIC_AGREEMENT = "student/synthetic_agreement"
+VIEW_AGREEMENT = "student/view_agreement"  # on held-out views of the synthetic images
+TEACHER_CONFIDENCE = "teacher/synthetic_confidence"  # mean over classes
+TEACHER_CONFIDENCE_MIN = "teacher/synthetic_confidence_min"  # the least confident class
 FILE_TEACHER_ACCURACY = "synthetic_file/teacher_accuracy"
 DISTANCE_RATIO = "privacy/distance_ratio"
 

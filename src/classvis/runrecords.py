@@ -65,6 +65,8 @@ def run_datasets(result: RunResult, location: str, synthetic_uri: str) -> list[D
         data = result.data
         for split, (images, labels) in (("train", (data.train_x, data.train_y)),
                                         ("test", (data.test_x, data.test_y))):
+            if len(labels) == 0:  # a split the run went without
+                continue
             digest = hashlib.sha256(f"{data.fingerprint}|{split}".encode()).hexdigest()[:16]
             inputs.append(DatasetInput(
                 "training" if split == "train" else "test", f"{data.name}/{split}", digest,

@@ -88,6 +88,14 @@ class RunSettings:
         return getattr(self.extractor, "per_class", 1)
 
     @property
+    def real_splits(self) -> tuple[str, ...]:
+        """The real splits the run has (resolved at the door): train and test, the test split
+        alone, or none (``dataset=none``, or a synthetic set file)."""
+        if self.dataset.loader in ("none", "synthetic"):
+            return ()
+        return ("test",) if self.dataset.splits == "test" else ("train", "test")
+
+    @property
     def from_file(self) -> bool:
         """The student learns from a synthetic set file: no teacher, no extraction."""
         return self.file_header is not None

@@ -32,9 +32,10 @@ class Extraction:
 
 # (teacher, data, settings, seed, on_step) -> images; on_step(step, loss) may be None.
 # Trait ``teacher_without_hidden_layers``: the extractor reads the teacher's weights as images,
-# so only a teacher whose output layer sees the pixels will do.
+# so only a teacher whose output layer sees the pixels will do. Trait ``needs_training_data``: it
+# reads real training images (a baseline), so a run without a training split cannot have it.
 EXTRACTORS: Registry[Callable[..., Extraction]] = Registry(
-    "extractor", traits=("teacher_without_hidden_layers",))
+    "extractor", traits=("teacher_without_hidden_layers", "needs_training_data"))
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,8 @@ def _ascend(teacher: nn.Module, start: torch.Tensor, classes: torch.Tensor, k: i
     return images.detach(), step
 
 
-@EXTRACTORS.register("class_vis", ClassVisSettings, teacher_without_hidden_layers=False)
+@EXTRACTORS.register("class_vis", ClassVisSettings, teacher_without_hidden_layers=False,
+                    needs_training_data=False)
 def class_vis(teacher: nn.Module, data: ImageData, settings: ClassVisSettings,
               seed: int = 0, on_step: Callable[[int, float], None] | None = None
               ) -> Extraction:

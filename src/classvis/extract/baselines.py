@@ -15,7 +15,8 @@ from classvis.models import Classifier
 from classvis.validation import ConfigError, positive, require
 
 
-@EXTRACTORS.register("class_average", NoSettings, teacher_without_hidden_layers=False)
+@EXTRACTORS.register("class_average", NoSettings, teacher_without_hidden_layers=False,
+                    needs_training_data=True)
 def class_average(teacher: nn.Module, data: ImageData, settings: NoSettings,
                   seed: int = 0, on_step: Callable[[int, float], None] | None = None
                   ) -> Extraction:
@@ -49,7 +50,8 @@ class RealSubsetSettings:
                 f"{data.class_names[fewest]})", self.per_class)
 
 
-@EXTRACTORS.register("real_subset", RealSubsetSettings, teacher_without_hidden_layers=False)
+@EXTRACTORS.register("real_subset", RealSubsetSettings, teacher_without_hidden_layers=False,
+                    needs_training_data=True)
 def real_subset(teacher: nn.Module, data: ImageData, settings: RealSubsetSettings,
                 seed: int = 0, on_step: Callable[[int, float], None] | None = None
                 ) -> Extraction:
@@ -69,7 +71,8 @@ def real_subset(teacher: nn.Module, data: ImageData, settings: RealSubsetSetting
     return Extraction(data.train_x[index], data.train_y[index])
 
 
-@EXTRACTORS.register("output_weights", NoSettings, teacher_without_hidden_layers=True)
+@EXTRACTORS.register("output_weights", NoSettings, teacher_without_hidden_layers=True,
+                    needs_training_data=False)
 def output_weights(teacher: nn.Module, data: ImageData, settings: NoSettings,
                    seed: int = 0, on_step: Callable[[int, float], None] | None = None
                    ) -> Extraction:

@@ -5,11 +5,13 @@ A loader registers in ``LOADERS`` the function that decodes its dataset, with th
 rest of the code asks about it, each a function of the ``dataset`` settings: ``image_shape`` and
 ``class_names`` (told without loading, for the checks at the door; None when they cannot be),
 ``check`` (its files, before any work), ``source_folders`` (the folders whose files fingerprint
-the decoded cache; None for data bundled with a package, whose pixels are fingerprinted) and
-``location`` (where its files are, for the run's record). Adding one is a module here with its
-function, decorated, and a YAML file in ``conf/dataset/``. (``loader: synthetic``, a student's
-set from a file, is read by ``classvis.synthetic``: it is not decoded into a dataset's four
-tensors.)
+the decoded cache; None for data bundled with a package, whose pixels are fingerprinted),
+``location`` (where its files are, for the run's record) and ``train_present`` (whether the
+training split's files are there: a given teacher needs only the test split). A loader honours
+``dataset.splits``: with ``test`` its training split is empty (no image of the test's shape).
+Adding one is a module here with its function, decorated, and a YAML file in
+``conf/dataset/``. (``loader: synthetic``, a student's set from a file, is read by
+``classvis.synthetic``: it is not decoded into a dataset's four tensors.)
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def given(value: str | None, key: str, expected: str) -> str:
 Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]
 
 LOADERS: Registry[Callable[[DatasetSettings], Arrays]] = Registry(
-    "loader", traits=("image_shape", "class_names", "check", "source_folders", "location"))
+    "loader", traits=("image_shape", "class_names", "check", "source_folders", "location",
+                      "train_present"))
 
 
 def _trait(settings: DatasetSettings, name: str) -> Any:
@@ -65,6 +68,23 @@ def check_files(settings: DatasetSettings) -> None:
     _trait(settings, "check")
 
 
+def train_present(settings: DatasetSettings) -> bool:
+    """Whether the dataset's training split is on disk (told without decoding it)."""
+    return bool(_trait(settings, "train_present"))
+
+
+def wants_train(settings: DatasetSettings) -> bool:
+    """Whether to decode the training split: both splits asked for, or ``auto`` with the
+    training files there."""
+    return settings.splits == "train_and_test" or (settings.splits == "auto"
+                                                   and train_present(settings))
+
+
+def test_only(test_x: torch.Tensor, test_y: torch.Tensor, class_names: list[str]) -> Arrays:
+    """A dataset's arrays without a training split: no image, of the test images' shape."""
+    return test_x[:0].clone(), test_y[:0].clone(), test_x, test_y, class_names
+
+
 def source_folders(settings: DatasetSettings) -> list[Path] | None:
     """The folders whose files fingerprint the decoded cache; None for bundled data."""
     folders: list[Path] | None = LOADERS[settings.loader].trait("source_folders", settings)
@@ -91,8 +111,8 @@ def as_nchw_uint8(data: Any) -> torch.Tensor:
 
 
 # the loaders, each registering itself (imported last: they use the names above)
-from classvis.loaders import digits, image_folder, torchvision_files  # noqa: E402
+from classvis.loaders import declared, digits, image_folder, torchvision_files  # noqa: E402
 
-__all__ = ["LOADERS", "Arrays", "as_nchw_uint8", "check_files", "digits", "given",
+__all__ = ["LOADERS", "Arrays", "as_nchw_uint8", "check_files", "declared", "digits", "given",
            "image_folder", "known_class_names", "known_image_shape", "root", "source_folders",
-           "source_location", "torchvision_files"]
+           "source_location", "test_only", "torchvision_files", "train_present", "wants_train"]

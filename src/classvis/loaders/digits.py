@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from classvis.loaders import LOADERS, Arrays
+from classvis.loaders import LOADERS, Arrays, test_only
 
 if TYPE_CHECKING:
     from classvis.data import DatasetSettings
@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     "digits", None, image_shape=lambda settings: (1, 8, 8),
     class_names=lambda settings: [str(digit) for digit in range(10)],
     check=lambda settings: None, source_folders=lambda settings: None,
-    location=lambda settings: "sklearn.datasets.load_digits")
+    location=lambda settings: "sklearn.datasets.load_digits",
+    train_present=lambda settings: True)
 def decode(settings: DatasetSettings) -> Arrays:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -28,8 +29,10 @@ def decode(settings: DatasetSettings) -> Arrays:
     train_idx, test_idx = train_test_split(
         range(len(labels)), test_size=0.25, random_state=0, stratify=bunch.target
     )
-    return (images[train_idx], labels[train_idx], images[test_idx], labels[test_idx],
-            [str(name) for name in bunch.target_names])
+    names = [str(name) for name in bunch.target_names]
+    if settings.splits == "test":
+        return test_only(images[test_idx], labels[test_idx], names)
+    return images[train_idx], labels[train_idx], images[test_idx], labels[test_idx], names
 
 
 __all__ = ["decode"]

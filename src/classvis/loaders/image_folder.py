@@ -1,5 +1,6 @@
 """Image folders: ``root/train/<class>/*`` and ``root/test/<class>/*`` (any format PIL reads,
-one size), decoded in threads (PIL releases the GIL)."""
+one size), decoded in threads (PIL releases the GIL). ``test/`` alone serves a run whose teacher
+is given (``dataset.splits``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from classvis.loaders import LOADERS, Arrays, as_nchw_uint8, given, root
+from classvis.loaders import LOADERS, Arrays, as_nchw_uint8, given, root, test_only
 from classvis.validation import ConfigError
 
 if TYPE_CHECKING:
@@ -22,15 +23,24 @@ def class_folders(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir() if path.is_dir())
 
 
+def _splits(settings: DatasetSettings) -> tuple[str, ...]:
+    """The splits to read: test/ alone with ``dataset.splits=test``, or when ``auto`` finds no
+    train/ (the door decides whether a run may go without it)."""
+    if settings.splits == "test" or (settings.splits == "auto" and settings.root is not None
+                                     and not (Path(settings.root) / "train").is_dir()):
+        return ("test",)
+    return ("train", "test")
+
+
 def _folder_image_shape(settings: DatasetSettings) -> tuple[int, int, int] | None:
     """The shape of the first readable image (one file is opened)."""
     if settings.root is None:
         return None
     from PIL import Image
 
-    train = Path(settings.root) / "train"
-    for name in class_folders(train) if train.is_dir() else []:
-        for path in sorted((train / name).iterdir()):
+    first = Path(settings.root) / _splits(settings)[0]
+    for name in class_folders(first) if first.is_dir() else []:
+        for path in sorted((first / name).iterdir()):
             try:
                 with Image.open(path) as image:
                     channels = 1 if image.mode in ("L", "I", "I;16", "1") else 3
@@ -41,31 +51,34 @@ def _folder_image_shape(settings: DatasetSettings) -> tuple[int, int, int] | Non
 
 
 def _folder_class_names(settings: DatasetSettings) -> list[str] | None:
-    train = Path(settings.root) / "train" if settings.root is not None else None
-    return class_folders(train) if train is not None and train.is_dir() else None
+    first = Path(settings.root) / _splits(settings)[0] if settings.root is not None else None
+    return class_folders(first) if first is not None and first.is_dir() else None
 
 
 def check_image_folder(settings: DatasetSettings) -> None:
-    """An image folder's layout, before any work: train/ and test/ with the same class folders,
-    at least two (one class makes every model trivially right). Listing folders reads no image."""
+    """An image folder's layout, before any work: train/ and test/ (or test/ alone, see
+    ``_splits``) with the same class folders, at least two (one class makes every model
+    trivially right). Listing folders reads no image."""
     if settings.root is None:
         return
     root = Path(settings.root)
+    splits = _splits(settings)
     found = {}
-    for split in ("train", "test"):
+    for split in splits:
         folder = root / split
         if not folder.is_dir():
-            raise ConfigError("dataset.root", f"a folder with train/ and test/ class folders "
-                              f"(no {split}/ in it)", str(root))
+            raise ConfigError("dataset.root", f"a folder with {' and '.join(splits)}/ class "
+                              f"folders (no {split}/ in it)", str(root))
         found[split] = class_folders(folder)
-    if found["train"] != found["test"]:
+    if len(set(map(tuple, found.values()))) > 1:
         raise ConfigError("dataset.root", "the same class folders under train/ and test/",
                           f"train {found['train']} vs test {found['test']}")
-    if len(found["train"]) < 2:
-        raise ConfigError("dataset.root", "at least two class folders under train/ and test/",
-                          f"{len(found['train'])} ({', '.join(found['train']) or 'none'}) in "
-                          f"{root}")
-    for split in ("train", "test"):
+    names = found["test"]
+    if len(names) < 2:
+        raise ConfigError("dataset.root", f"at least two class folders under "
+                          f"{' and '.join(f'{split}/' for split in splits)}",
+                          f"{len(names)} ({', '.join(names) or 'none'}) in {root}")
+    for split in splits:
         for name in found[split]:
             if not any(path.is_file() for path in (root / split / name).iterdir()):
                 raise ConfigError("dataset.root", "at least one image in every class folder",
@@ -108,13 +121,17 @@ def _decode_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]
 @LOADERS.register(
     "image_folder", None, image_shape=_folder_image_shape, class_names=_folder_class_names,
     check=lambda settings: check_image_folder(settings),
-    source_folders=lambda settings: [root(settings) / "train", root(settings) / "test"],
-    location=lambda settings: str(root(settings).resolve()))
+    source_folders=lambda settings: [root(settings) / split for split in _splits(settings)],
+    location=lambda settings: str(root(settings).resolve()),
+    train_present=lambda settings: settings.root is not None
+    and (Path(settings.root) / "train").is_dir())
 def decode(settings: DatasetSettings) -> Arrays:
     root = Path(given(settings.root, "dataset.root", "a data directory"))
     check_image_folder(settings)  # the same class folders under train/ and test/, two or more
+    test_x, test_y, classes = _decode_folder(root / "test")
+    if _splits(settings) == ("test",):
+        return test_only(test_x, test_y, classes)
     train_x, train_y, train_classes = _decode_folder(root / "train")
-    test_x, test_y, _ = _decode_folder(root / "test")
     return train_x, train_y, test_x, test_y, train_classes
 
 

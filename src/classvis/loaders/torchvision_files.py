@@ -1,5 +1,7 @@
 """torchvision's datasets (MNIST, Fashion-MNIST, KMNIST, CIFAR-10/100): found, or downloaded
-(``dataset.download``), before any work; decoded by torchvision."""
+(``dataset.download``), before any work; decoded by torchvision. The test split of the MNIST
+family alone (``dataset.splits``, no training files on disk) is read from its IDX files, which
+torchvision's classes would refuse without the training files."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from classvis.loaders import LOADERS, Arrays, as_nchw_uint8, given, root
+from classvis.loaders import LOADERS, Arrays, as_nchw_uint8, given, root, test_only
 from classvis.validation import ConfigError
 
 if TYPE_CHECKING:
@@ -38,6 +40,39 @@ TORCHVISION_CLASS_NAMES = {
     "CIFAR10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                 "truck"],
 }
+
+# the MNIST family's IDX files (under <folder>/raw), by split
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+# CIFAR's first training batch, whose presence tells that the training split is there
+CIFAR_TRAIN = {"CIFAR10": "data_batch_1", "CIFAR100": "train"}
+
+
+def train_files_present(settings: DatasetSettings) -> bool:
+    """Whether the training split's files are on disk."""
+    if settings.root is None or settings.torchvision_class not in TORCHVISION_CLASSES:
+        return False
+    folder = _torchvision_folder(settings)
+    if settings.torchvision_class in CIFAR_TRAIN:
+        return (folder / CIFAR_TRAIN[settings.torchvision_class]).is_file()
+    return all((folder / "raw" / name).is_file() for name in IDX_FILES["train"])
+
+
+def _test_split(settings: DatasetSettings) -> Arrays:
+    """The MNIST family's test split from its IDX files alone."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    raw = _torchvision_folder(settings) / "raw"
+    images, labels = (raw / name for name in IDX_FILES["test"])
+    for path in (images, labels):
+        if not path.is_file():
+            raise ConfigError("dataset.root", f"the test split's IDX files in {raw} (dataset."
+                              f"splits=test reads {IDX_FILES['test'][0]} and "
+                              f"{IDX_FILES['test'][1]})", f"no {path.name}")
+    return test_only(as_nchw_uint8(read_image_file(str(images))),
+                     read_label_file(str(labels)).to(torch.int64),
+                     TORCHVISION_CLASS_NAMES[str(settings.torchvision_class)])
+
 
 def _ways_out(settings: DatasetSettings, folder: str) -> str:
     root = Path(str(settings.root))
@@ -98,10 +133,19 @@ def _torchvision_folder(settings: DatasetSettings) -> Path:
     class_names=lambda settings: TORCHVISION_CLASS_NAMES.get(settings.torchvision_class or ""),
     check=lambda settings: ensure_torchvision_files(settings),
     source_folders=lambda settings: [_torchvision_folder(settings)],
-    location=lambda settings: str(_torchvision_folder(settings).resolve()))
+    location=lambda settings: str(_torchvision_folder(settings).resolve()),
+    train_present=train_files_present)
 def decode(settings: DatasetSettings) -> Arrays:
     import torchvision
 
+    if settings.splits == "test" or (settings.splits == "auto"
+                                     and not train_files_present(settings)):
+        if settings.torchvision_class in CIFAR_TRAIN:
+            raise ConfigError("dataset.splits", f"train_and_test for torchvision's "
+                              f"{settings.torchvision_class} (its python batches load only "
+                              "whole; an image folder holding test/ alone serves a test split: "
+                              "dataset=image_folder)", settings.splits)
+        return _test_split(settings)
     dataset_class = getattr(torchvision.datasets, given(settings.torchvision_class,
                                                          "dataset.torchvision_class", "a class"))
     splits = []
@@ -126,5 +170,5 @@ def decode(settings: DatasetSettings) -> Arrays:
     )
 
 
-__all__ = ["TORCHVISION_CLASSES", "TORCHVISION_CLASS_NAMES", "TORCHVISION_SHAPES",
-           "decode", "ensure_torchvision_files"]
+__all__ = ["IDX_FILES", "TORCHVISION_CLASSES", "TORCHVISION_CLASS_NAMES", "TORCHVISION_SHAPES",
+           "decode", "ensure_torchvision_files", "train_files_present"]
