@@ -127,8 +127,8 @@ def test_no_dataset_takes_the_shape_and_classes_the_teacher_declares(given):
     (["@weights", "dataset=none", "dataset.image_shape=[1,28,28]", "compress=biases"],
      "compress: expected none with dataset=none"),
     (["@weights", "dataset=none", "dataset.image_shape=[1,8,8]"],
-     "teacher_from.path: expected weights that fit architecture@teacher=linear for none "
-     "(1x8x8, 10 classes)"),
+     "teacher_from.path: expected weights that fit architecture@teacher=linear for images of "
+     "1x8x8 with some class count"),
     (["@weights", "dataset=none", "dataset.image_shape=[0,28,28]"],
      "dataset.image_shape: expected [channels, height, width], each >= 1"),
     (["+dataset.image_shape=[1,28,28]"], "dataset.image_shape: expected null unless "

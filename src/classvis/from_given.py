@@ -23,7 +23,7 @@ from classvis.given_teacher import (
 from classvis.loaders import check_files, known_class_names, known_image_shape, train_present
 from classvis.models import build_model, parse_architecture
 from classvis.runsettings import RunSettings
-from classvis.validation import require
+from classvis.validation import ConfigError, require
 
 # the stages that read real training images, with what each needs them for
 NEEDS_TRAINING_DATA = "needs_training_data"
@@ -76,7 +76,7 @@ def resolve_splits(settings: RunSettings) -> RunSettings:
 def _output_count(settings: RunSettings, weights: GivenWeights, shape: tuple[int, int, int]
                   ) -> int:
     """How many classes the given network scores: your own network's output for a zero batch
-    (``module``), or the size of a built-in network's last bias in the weights."""
+    (``module``), or the class count a built-in network fits its weights with."""
     if settings.teacher.name == "module":
         model = load_given(build_model(settings.teacher, shape, 1, 0), weights)
         with torch.no_grad():
@@ -85,10 +85,14 @@ def _output_count(settings: RunSettings, weights: GivenWeights, shape: tuple[int
                 "_target_", "a network that scores a batch as (N, classes)",
                 getattr(scores, "shape", type(scores).__name__))
         return int(scores.shape[1])
-    last = [tensor for tensor in weights.state.values() if tensor.ndim == 1]
-    require(bool(last), "teacher_from.path", "weights whose last layer has a bias (its size is "
-            "the class count; or give dataset.class_names)", weights.path)
-    return int(last[-1].shape[0])
+    # a built-in network: the class count (the size of one of its biases) whose network the
+    # weights fit, key for key
+    for count in sorted({int(t.shape[0]) for t in weights.state.values() if t.ndim == 1}):
+        if mismatch(build_model(settings.teacher, shape, count, 0), weights.state) is None:
+            return count
+    raise ConfigError("teacher_from.path", f"weights that fit architecture@teacher="
+                      f"{settings.teacher.label} for images of {'x'.join(map(str, shape))} "
+                      "with some class count", weights.path)
 
 
 def _declared_dataset(settings: RunSettings, weights: GivenWeights,
