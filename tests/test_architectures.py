@@ -69,7 +69,8 @@ def test_the_architecture_registry_parses_by_name_and_rejects_foreign_keys():
     assert parse_architecture({"name": "convnet", "depth": 2}, "teacher") == ConvNetSettings(
         depth=2)
     with pytest.raises(ConfigError, match=r"^teacher\.name: expected one of convnet, lenet5, "
-                                          r"linear, mlp, module, resnet18, got 'vgg'$"):
+                                          r"linear, mlp, module, resnet18, torchvision, "
+                                          r"got 'vgg'$"):
         parse_architecture({"name": "vgg"}, "teacher")
     with pytest.raises(ConfigError, match=r"^student\.hidden: expected no such key; known keys "
                                           r"are name, activation, init$"):

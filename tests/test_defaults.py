@@ -115,7 +115,7 @@ def test_cifar10_at_the_defaults_says_its_students_are_weak_and_names_the_preset
     (["dataset=nonexistent"], "dataset: expected one of cifar10, cifar10_jpg, digits, fmnist, "
                               "image_folder, mnist, none, synthetic, got 'nonexistent'"),
     (["architecture@teacher=vgg"], "architecture@teacher: expected one of convnet, lenet5, "
-                                   "linear, mlp, module, resnet18, got 'vgg'"),
+                                   "linear, mlp, module, resnet18, torchvision, got 'vgg'"),
     (["-m", "dataset=digits,mnst"], "dataset: expected one of"),
     (["+experiment=tabl5"], "experiment: expected one of deep, deep_cifar10, section10"),
 ])

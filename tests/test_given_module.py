@@ -139,8 +139,8 @@ def test_a_module_needs_its_network_and_the_module_route(tmp_path):
         settings_for("dataset=digits", "teacher_from=module", "architecture@teacher=linear",
                      f"teacher_from.path={tmp_path}")
     assert str(refused.value) == (
-        "teacher_from: expected train or weights with architecture@teacher=linear (module takes "
-        "your own network: teacher.network._target_), got 'module'")
+        "teacher_from: expected train, weights or mlflow with architecture@teacher=linear "
+        "(teacher_from=module chooses architecture module), got 'module'")
 
 
 @pytest.mark.slow

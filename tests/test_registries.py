@@ -67,13 +67,21 @@ def _for_input(settings, shape: tuple[int, ...]):
                                network={**settings.network, "channels": channels})
 
 
+def _shapes(settings) -> list[tuple[int, ...]]:
+    """The image shapes to build ``settings`` for: both, or the one its weights declare
+    (torchvision's)."""
+    fixed = getattr(settings, "input_shape", None)
+    declared = "channels" in {f.name for f in dataclasses.fields(settings)}
+    return SHAPES if fixed is None or declared else [fixed]
+
+
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_an_architecture_has_its_yaml_builds_for_both_shapes_and_keeps_its_traits(name):
     assert (CONF / "architecture" / f"{name}.yaml").is_file()
     for side in ("teacher", "student"):
         assert _architecture(name, side).name == name
     settings = dataclasses.replace(_architecture(name), init="default")
-    for shape in SHAPES:
+    for shape in _shapes(settings):
         settings = _for_input(settings, shape)
         settings.check_input(shape, "teacher")
         model = build_model(settings, shape, 10, seed=0)
@@ -89,7 +97,7 @@ def test_an_architecture_has_its_yaml_builds_for_both_shapes_and_keeps_its_trait
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_an_architectures_seed_alone_sets_its_initial_weights(name):
     settings = dataclasses.replace(_architecture(name), init="default")
-    shape = SHAPES[0]
+    shape = _shapes(settings)[0]
     settings = _for_input(settings, shape)
     torch.manual_seed(1)
     first = build_model(settings, shape, 10, seed=3).state_dict()
@@ -205,9 +213,15 @@ MODULE_TEACHER = ["teacher_from=module", "teacher.network._target_=user_networks
 PAIRED.update({option: MODULE_TEACHER for option in (
     "teacher_from=module", "architecture@teacher=module", "extractor=auto/module",
     "dataset=none")})
+# a torchvision classifier by its weights' name, randomly initialised (no file to read)
+PAIRED.update({option: ["teacher_from=torchvision", "teacher_from.pretrained=false",
+                        "dataset=none", "dataset.classes=[tench,goldfish]"]
+               for option in ("teacher_from=torchvision", "architecture@teacher=torchvision",
+                              "extractor=auto/torchvision")})
 # options whose files cannot be generated, or refused by design, and the one-line refusal
 UNAVAILABLE = {"dataset=cifar10": "dataset.root", "dataset=synthetic": "dataset.path",
                "architecture@student=module": "architecture@student",
+               "architecture@student=torchvision": "architecture@student",
                # a model logged in a store: tests/test_given_mlflow.py logs and registers one
                "teacher_from=mlflow": "teacher_from.uri"}
 

@@ -140,10 +140,14 @@ class ImageData:
                        test_views=views)
 
 
+SHOWN_NAMES = 20  # class names an error lists (a 1,000-class teacher's would fill a screen)
+
+
 def check_class_names(wanted, known: list[str], key: str) -> None:
-    unknown = [name for name in wanted if name not in known]
-    require(not unknown, key, "class names among " + ", ".join(known),
-            unknown[0] if unknown else None)
+    unknown = [name for name in wanted if str(name) not in known]
+    shown = ", ".join(known[:SHOWN_NAMES]) + (f", ... ({len(known)} in all)"
+                                              if len(known) > SHOWN_NAMES else "")
+    require(not unknown, key, "class names among " + shown, unknown[0] if unknown else None)
 
 
 def _keep_classes(images: torch.Tensor, labels: torch.Tensor, keep: list[int]):

@@ -106,8 +106,12 @@ def _check_memory(settings: RunSettings, shape: tuple[int, ...], classes: int) -
     """A synthetic set too large for the run's device is refused before the work, not found out
     after minutes of it by an allocation of hundreds of gigabytes."""
     values = settings.per_class * classes * math.prod(shape)
-    needed = values * 4 * SYNTHETIC_COPIES + (DISTANCE_BUDGET * 4 if settings.privacy.enabled
-                                              else 0)
+    # the set and its starts whole, the working copies of one group (extraction.batch_size)
+    extractor = settings.extractor
+    group = (extractor.group_size(classes) * extractor.classes_per_group(classes)
+             * math.prod(shape))
+    needed = (values * 4 * 2 + group * 4 * (SYNTHETIC_COPIES - 2)
+              + (DISTANCE_BUDGET * 4 if settings.privacy.enabled else 0))
     if settings.device.startswith("cuda"):
         available = torch.cuda.mem_get_info(torch.device(settings.device))[0]
         where = settings.device
@@ -159,9 +163,10 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
     the user launched from, so that every job of a sweep sees the same files."""
     base = Path(base_dir or Path.cwd())
     student = cfg.get("student")  # before its ??? asks for a network it cannot have
-    require(not (isinstance(student, DictConfig) and student.get("name") == "module"),
-            "architecture@student", "a built-in architecture (module is a trained network you "
-            "bring as the teacher, teacher_from=module; a student is trained here)", "module")
+    brought = student.get("name") if isinstance(student, DictConfig) else None
+    require(brought not in ("module", "torchvision"), "architecture@student",
+            f"a built-in architecture ({brought} is a trained network you bring as the "
+            f"teacher, teacher_from={brought}; a student is trained here)", brought)
     try:
         plain = resolved_mapping(cfg, "config", throw_on_missing=True)
     except ConfigError:
@@ -235,11 +240,13 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
                     stage)
         return settings
     module_teacher = settings.teacher.name == "module"
-    require(module_teacher == (settings.teacher_from.kind == "module"), "teacher_from",
-            "module with architecture@teacher=module (your network and its weights: "
-            "teacher_from=module chooses both)" if module_teacher else
-            f"train or weights with architecture@teacher={settings.teacher.label} (module "
-            "takes your own network: teacher.network._target_)", settings.teacher_from.kind)
+    for kind in ("module", "torchvision"):  # an architecture that only a given teacher has
+        own = settings.teacher.name == kind
+        require(own == (settings.teacher_from.kind == kind), "teacher_from",
+                f"{kind} with architecture@teacher={kind} (teacher_from={kind} chooses both)"
+                if own else f"train, weights or mlflow with architecture@teacher="
+                f"{settings.teacher.label} (teacher_from={kind} chooses architecture {kind})",
+                settings.teacher_from.kind)
     settings = resolve_splits(settings)
     if settings.teacher_from.given:  # dataset=none: its shape and classes from the teacher
         settings = read_given(settings)
@@ -257,6 +264,11 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
             "tracking.log_models", "student or none with teacher_from=module (your network's "
             "class is your code, which a logged MLflow model could not rebuild from its own)",
             settings.tracking.log_models)
+    require(not (settings.teacher_from.given and settings.dataset.classes is not None
+                 and settings.tracking.log_models == "all"), "tracking.log_models",
+            "student or none with dataset.classes and a given teacher (the teacher scores "
+            "the run's classes among all of its own: a logged model of it would not be a "
+            "network of those classes)", settings.tracking.log_models)
     if settings.teacher_from.given:
         check_given(settings)
     if settings.swap.enabled:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from classvis.data import check_class_names
 from classvis.extract import EXTRACTORS
 from classvis.given_teacher import (
     GivenWeights,
@@ -20,8 +21,9 @@ from classvis.given_teacher import (
     output_mismatch,
     read_weights,
 )
+from classvis.integrity import tensors_digest
 from classvis.loaders import check_files, known_class_names, known_image_shape, train_present
-from classvis.models import build_model, parse_architecture
+from classvis.models import TorchvisionSettings, build_model, parse_architecture
 from classvis.runsettings import RunSettings
 from classvis.validation import ConfigError, require
 
@@ -110,7 +112,7 @@ def _declared_dataset(settings: RunSettings, weights: GivenWeights,
                 "does not declare the input it takes)", None)
         channels, height, width = (int(size) for size in declared or ())
         shape = (channels, height, width)
-    names = dataset.class_names
+    names = dataset.class_names or getattr(settings.teacher, "class_names", None)
     if names is None:
         count = (int(logged["num_classes"]) if logged is not None
                  else _output_count(settings, weights, shape))
@@ -127,9 +129,14 @@ def read_given(settings: RunSettings) -> RunSettings:
     require(settings.trainer.student.start == "own_init", "trainer.student.start",
             f"own_init with teacher_from={kind} (a given teacher has no initial weights to "
             "start the student from)", settings.trainer.student.start)
+    require(settings.dataset.one_vs_rest is None, "dataset.one_vs_rest", f"null with "
+            f"teacher_from={kind} (a given teacher scores its own classes; dataset.classes "
+            "keeps some of them)", settings.dataset.one_vs_rest)
     model_id, logged = None, None
     if kind == "mlflow":
         weights, model_id, logged = _logged_teacher(settings)
+    elif kind == "torchvision":
+        weights = _torchvision_weights(settings)
     else:
         assert settings.teacher_from.path is not None  # TeacherFromSettings.check
         weights = read_weights(settings.teacher_from.path, "teacher_from.path")
@@ -138,13 +145,66 @@ def read_given(settings: RunSettings) -> RunSettings:
         settings = _declared_dataset(settings, weights, logged)
     if logged is not None:
         _check_logged_input(settings, logged)
+    if settings.dataset.classes is not None:  # the teacher scores them among all its classes
+        names = known_class_names(replace(settings.dataset, classes=None))
+        if names is not None:
+            check_class_names(settings.dataset.classes, names, "dataset.classes")
+            settings = replace(settings, teacher_outputs=tuple(
+                names.index(str(name)) for name in settings.dataset.classes))
     return settings
+
+
+def teacher_classes(settings: RunSettings) -> int | None:
+    """How many classes the given teacher scores (all the dataset's, before a subset)."""
+    if settings.teacher_outputs is None:
+        return known_input(settings)[1]
+    names = known_class_names(replace(settings.dataset, classes=None))
+    return None if names is None else len(names)
+
+
+def _torchvision_weights(settings: RunSettings) -> GivenWeights:
+    """``teacher_from=torchvision``: the pretrained file from the torch hub cache (fetched
+    there when missing, unless ``download=false``), or seeded random weights
+    (``pretrained=false``)."""
+    teacher = settings.teacher
+    assert isinstance(teacher, TorchvisionSettings)
+    if not settings.teacher_from.pretrained:
+        model = build_model(teacher, teacher.input_shape, len(teacher.class_names), settings.seed)
+        state = {key: value.detach().clone() for key, value in
+                 model.network.state_dict().items()}  # type: ignore[union-attr]
+        return GivenWeights(f"random init of {teacher.builder} (seed {settings.seed})", state,
+                            tensors_digest(state)[:20])
+    path = teacher.hub_file
+    if not path.is_file() and settings.teacher_from.download:
+        _download(teacher.url, path)
+    require(path.is_file(), "teacher.weights", f"{teacher.weights}'s file in the torch hub "
+            f"cache: put {teacher.url} at {path} (or set TORCH_HOME to a folder whose "
+            "hub/checkpoints/ holds it; teacher_from.pretrained=false tries the route with "
+            "random weights)", f"no {path.name} there")
+    return read_weights(str(path), "teacher.weights")
+
+
+def _download(url: str, path: Path, timeout_s: float = 30) -> None:
+    """``url`` into ``path`` at once (a partial file never stays); nothing on failure: the
+    caller says the file is missing."""
+    import os
+    import urllib.request
+
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(url, timeout=timeout_s) as answer, partial.open("wb") as out:
+            while chunk := answer.read(1 << 20):
+                out.write(chunk)
+        os.replace(partial, path)
+    except OSError:
+        partial.unlink(missing_ok=True)
 
 
 def check_given(settings: RunSettings) -> None:
     """The given weights against the teacher's architecture built for the dataset: every key
     and shape, then one forward pass of a zero batch."""
-    shape, classes = known_input(settings)
+    shape, classes = known_input(settings)[0], teacher_classes(settings)
     weights, kind = settings.given_weights, settings.teacher_from.kind
     assert weights is not None
     if shape is None or classes is None:
@@ -153,8 +213,8 @@ def check_given(settings: RunSettings) -> None:
     what = (f"architecture@teacher={settings.teacher.label} for {settings.dataset.name} "
             f"({'x'.join(map(str, shape))}, {classes} classes)")
     why = mismatch(model, weights.state)
-    require(why is None, "teacher_from.uri" if kind == "mlflow" else "teacher_from.path",
-            f"weights that fit {what}", f"{weights.path}: {why}")
+    require(why is None, {"mlflow": "teacher_from.uri", "torchvision": "teacher.weights"}.get(
+        kind, "teacher_from.path"), f"weights that fit {what}", f"{weights.path}: {why}")
     why = output_mismatch(load_given(model, weights), shape, classes)
     require(why is None, "teacher.network._target_" if kind == "module" else "teacher",
             f"a network that scores the declared input as {what}", why)
@@ -181,7 +241,7 @@ def _logged_teacher(settings: RunSettings) -> tuple[GivenWeights, str | None, di
 def _check_logged_input(settings: RunSettings, described: dict) -> None:
     """A logged teacher's input and classes against the dataset's."""
     uri = settings.teacher_from.uri
-    shape, classes = known_input(settings)
+    shape, classes = known_input(settings)[0], teacher_classes(settings)
     logged_shape = tuple(described["input_shape"])
     require(shape is None or logged_shape == tuple(shape), "teacher_from.uri",
             f"a teacher of {settings.dataset.name}'s images "
@@ -192,4 +252,4 @@ def _check_logged_input(settings: RunSettings, described: dict) -> None:
             f"{uri} scores {described['num_classes']}")
 
 
-__all__ = ["check_given", "known_input", "read_given", "resolve_splits"]
+__all__ = ["check_given", "known_input", "read_given", "resolve_splits", "teacher_classes"]

@@ -32,11 +32,20 @@ class TeacherFromSettings:
     """Config group ``teacher_from``: where the teacher comes from; ``path`` is the weights file
     of ``kind: weights``."""
 
-    kind: Literal["train", "weights", "module", "mlflow"] = "train"
+    kind: Literal["train", "weights", "module", "mlflow", "torchvision"] = "train"
     path: str | None = None
     uri: str | None = None
+    # torchvision: the weights file from the torch hub cache (false: a seeded random init, to
+    # try the route without the file), fetched there when missing (download)
+    pretrained: bool = True
+    download: bool = True
 
     def check(self, key: str) -> None:
+        if self.kind == "torchvision":
+            for name in ("path", "uri"):
+                require(getattr(self, name) is None, f"{key}.{name}", "null with teacher_from="
+                        "torchvision (teacher.weights names the weights)", getattr(self, name))
+            return
         if self.kind == "mlflow":
             require(isinstance(self.uri, str) and bool(self.uri), f"{key}.uri",
                     "the teacher's MLflow model URI (models:/<name>/<version>, "

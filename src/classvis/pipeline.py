@@ -182,7 +182,7 @@ def run(settings: RunSettings,
     if settings.privacy.enabled and not data.has_train:
         privacy_skipped = ("no training images to measure against (dataset=none)"
                            if settings.dataset.loader == "none" else
-                           "no training split to measure against (dataset.splits=test)")
+                           "no training split to measure against")
     elif settings.privacy.enabled:
         with timed(seconds, "privacy"):
             privacy = measure(images, data.train_x, data.test_x, settings.privacy,

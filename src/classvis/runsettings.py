@@ -76,6 +76,8 @@ class RunSettings:
     given_weights: GivenWeights | None = field(default=None, compare=False)
     # teacher_from=mlflow: the MLflow logged model the teacher is (linked as the run's input)
     teacher_model_id: str | None = field(default=None, compare=False)
+    # a given teacher with dataset.classes: which of its outputs the run keeps, in order
+    teacher_outputs: tuple[int, ...] | None = None
 
     @property
     def file_header(self) -> dict[str, str] | None:

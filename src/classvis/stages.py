@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -24,7 +24,8 @@ from classvis.evaluate import evaluate
 from classvis.extract import Extraction, extract, soft_targets
 from classvis.fit import fit
 from classvis.given_teacher import load_given
-from classvis.models import ArchitectureSettings, build_model
+from classvis.loaders import known_class_names
+from classvis.models import ArchitectureSettings, ClassSubset, build_model
 from classvis.privacy import Nearest, yardstick
 from classvis.privacy import code_version as privacy_code_version
 from classvis.progress import QUIET, Progress
@@ -70,10 +71,15 @@ def obtain_run_teacher(settings: RunSettings, data: ImageData,
     the cache, or trained (and cached)."""
     if settings.given_weights is not None:
         given = settings.given_weights
-        model = build_model(settings.teacher, data.image_shape, data.num_classes,
-                            stage_seed(settings.seed, "teacher/init"))
-        return ObtainedTeacher(load_given(model, given).to(settings.device), [],
-                               settings.teacher_from.kind, given.digest)
+        keep = settings.teacher_outputs
+        scored = data.num_classes if keep is None else len(
+            known_class_names(replace(settings.dataset, classes=None)) or ())
+        model = load_given(build_model(settings.teacher, data.image_shape, scored,
+                                       stage_seed(settings.seed, "teacher/init")), given)
+        if keep is not None:  # the run's classes among the teacher's own
+            model = ClassSubset(model, keep)
+        return ObtainedTeacher(model.to(settings.device), [], settings.teacher_from.kind,
+                               given.digest)
     key, material = teacher_key(data, settings.teacher, settings.trainer.teacher, settings.seed)
     recipe = settings.trainer.teacher
 

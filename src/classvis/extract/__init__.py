@@ -54,6 +54,9 @@ def soft_targets(teacher: nn.Module, images: torch.Tensor, batch_size: int = 100
                  ) -> torch.Tensor:
     """The teacher's logits on ``images``: what the student learns to reproduce (scored
     ``batch_size`` at a time, to bound memory)."""
+    from classvis.evaluate import batch_for
+
+    batch_size = batch_for(images, batch_size)
     teacher.eval()
     with torch.no_grad():
         return torch.cat([teacher(images[i:i + batch_size])

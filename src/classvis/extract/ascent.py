@@ -93,8 +93,17 @@ class ClassVisSettings:
             return self.per_class
         return max(1, min(self.per_class, self.batch_size // num_classes))
 
+    def classes_per_group(self, num_classes: int) -> int:
+        """Classes in each group: every class, unless a batch cannot hold one image of each
+        (``batch_size`` < classes, a large teacher's many classes): then ``batch_size``
+        classes at a time, which bounds the memory of extracting a thousand."""
+        if self.batch_size == 0 or self.batch_size >= num_classes:
+            return num_classes
+        return self.batch_size
+
     def progress_steps(self, num_classes: int) -> int:
-        return self.steps * math.ceil(self.per_class / self.group_size(num_classes))
+        return (self.steps * math.ceil(self.per_class / self.group_size(num_classes))
+                * math.ceil(num_classes / self.classes_per_group(num_classes)))
 
 
 def _view(images: torch.Tensor, settings: ClassVisSettings,
@@ -183,26 +192,28 @@ def class_vis(teacher: nn.Module, data: ImageData, settings: ClassVisSettings,
     start = start.to(device)
     images = torch.empty_like(start)
     group = settings.group_size(data.num_classes)
+    together = settings.classes_per_group(data.num_classes)
     teacher.eval()
     trainable = [parameter for parameter in teacher.parameters() if parameter.requires_grad]
     for parameter in trainable:
         parameter.requires_grad_(False)
-    steps = 0
+    steps, done = 0, 0
     try:
-        for first in range(0, k, group):  # the group's members: k' images of every class
-            members = (torch.arange(data.num_classes, device=device).view(-1, 1) * k
-                       + torch.arange(first, min(first + group, k), device=device)).flatten()
-            images[members], taken = _ascend(
-                teacher, start[members], classes[members], len(members) // data.num_classes,
-                settings, generator, on_step, offset=first // group * settings.steps)
-            steps = max(steps, taken)
+        for chunk in torch.arange(data.num_classes, device=device).split(together):
+            for first in range(0, k, group):  # the group's members: k' images of its classes
+                members = (chunk.view(-1, 1) * k
+                           + torch.arange(first, min(first + group, k), device=device)).flatten()
+                images[members], taken = _ascend(
+                    teacher, start[members], classes[members], len(members) // len(chunk),
+                    settings, generator, on_step, offset=done * settings.steps)
+                steps, done = max(steps, taken), done + 1
     finally:  # as they were (a given teacher stays frozen)
         for parameter in trainable:
             parameter.requires_grad_(True)
     if not bool(torch.isfinite(images).all()):
         raise DivergenceError(f"class_vis extraction diverged by step {steps}: the images are "
                               f"no longer finite")
-    logits = soft_targets(teacher, images, batch_size=max(group * data.num_classes, 256))
+    logits = soft_targets(teacher, images, batch_size=max(group * together, 256))
     rows = torch.arange(count, device=device)
     info = {"steps": float(steps), "mean_class_score": logits[rows, classes].mean().item(),
             "teacher_agreement": (logits.argmax(1) == classes).float().mean().item()}

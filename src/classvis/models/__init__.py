@@ -26,7 +26,8 @@ from classvis.models.conv import (
     ResNet18Settings,
 )
 from classvis.models.dense import ACTIVATIONS, Classifier, DenseSettings
-from classvis.models.given import GivenNetwork, ModuleSettings
+from classvis.models.given import ClassSubset, GivenNetwork, ModuleSettings
+from classvis.models.pretrained import TorchvisionNetwork, TorchvisionSettings
 
 
 def parse_architecture(node: Any, key: str) -> ArchitectureSettings:
@@ -94,8 +95,10 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["ACTIVATIONS", "ARCHITECTURES", "ArchitectureSettings", "Classifier", "ConvNet",
+__all__ = ["ACTIVATIONS", "ARCHITECTURES", "ArchitectureSettings", "ClassSubset", "Classifier",
+           "ConvNet",
            "ConvNetSettings", "DenseSettings", "GivenNetwork", "LeNet5", "LeNet5Settings",
-           "ModuleSettings", "ResNet18", "ResNet18Settings", "build_model", "count_parameters",
+           "ModuleSettings", "ResNet18", "ResNet18Settings", "TorchvisionNetwork",
+           "TorchvisionSettings", "build_model", "count_parameters",
            "describe_model", "has_batchnorm", "has_hidden_layers", "is_dense",
            "model_from_description", "parse_architecture", "trait"]

@@ -162,6 +162,29 @@ class GivenNetwork(Normalised):
         super().__init__(network, settings.mean, settings.std, input_shape, num_classes)
 
 
+class ClassSubset(nn.Module):
+    """A given teacher scoring only the run's classes (``dataset.classes``): the scores of its
+    outputs ``keep``, in that order, so a 1,000-class network is a teacher of five."""
+
+    def __init__(self, teacher: nn.Module, keep: tuple[int, ...]):
+        super().__init__()
+        self.teacher = teacher
+        self.keep: torch.Tensor
+        self.register_buffer("keep", torch.tensor(keep, dtype=torch.int64), persistent=False)
+        self.input_shape = getattr(teacher, "input_shape", None)
+        self.num_classes = len(keep)
+
+    @property
+    def weights_root(self) -> nn.Module:
+        root = getattr(self.teacher, "weights_root", self.teacher)
+        assert isinstance(root, nn.Module)
+        return root
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scores: torch.Tensor = self.teacher(x)
+        return scores.index_select(1, self.keep)
+
+
 _BATCHNORM: dict[str, bool] = {}
 
 
@@ -179,4 +202,4 @@ def _has_batchnorm(settings: ModuleSettings) -> bool:
 ARCHITECTURES.register("module", ModuleSettings, dense=False, hidden_layers=True,
                        batchnorm=_has_batchnorm)(GivenNetwork)
 
-__all__ = ["GivenNetwork", "ModuleSettings", "Normalised"]
+__all__ = ["ClassSubset", "GivenNetwork", "ModuleSettings", "Normalised"]

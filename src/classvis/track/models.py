@@ -22,7 +22,8 @@ CODE_FILE = Path(__file__).with_name("model_code.py")
 # what rebuilds a network: the package marker, the settings parser, the registry and the
 # architectures
 _PACKAGE_FILES = ("__init__.py", "validation.py", "registry.py", "models/__init__.py",
-                  "models/base.py", "models/conv.py", "models/dense.py", "models/given.py")
+                  "models/base.py", "models/conv.py", "models/dense.py", "models/given.py",
+                  "models/pretrained.py")
 
 
 def _requirements() -> list[str]:
