@@ -116,7 +116,8 @@ def test_a_pickled_mlflow_pytorch_model_is_refused(registered):
     assert str(refused.value) == (
         f"teacher_from.uri: expected a model classvis logged (weights as safetensors), got "
         f"'{info.model_uri} is an mlflow.pytorch model, a pickled module: loading it would "
-        f"unpickle it'")
+        f"unpickle it (teacher_from.unpickle=true loads it anyway, running any code the file "
+        f"holds)'")
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -142,3 +143,44 @@ def test_an_mlflow_teacher_from_a_store_not_made_yet_is_refused_without_making_i
     assert str(refused.value) == (f"teacher_from.uri: expected an MLflow model in "
                                   f"sqlite:///{store}, got 'models:/t/1: no store at {store}'")
     assert not store.exists()
+
+
+@pytest.mark.slow
+def test_a_pickled_model_loads_only_by_opt_in_with_a_warning_keeping_its_weights(
+        registered, capfd):
+    """``teacher_from.unpickle=true``: the pickled module is loaded (a warning says it runs its
+    code) and its state dict is the weights of the architecture the run declares, a built-in
+    one or your own class; the run equals the one with those weights from a file."""
+    import mlflow
+    import torch
+    from user_networks import Linear
+
+    store, *_ = registered
+    network = Linear()
+    torch.nn.init.normal_(network.fc.weight)
+    mlflow.set_tracking_uri(store)
+    try:
+        with mlflow.start_run():
+            info = mlflow.pytorch.log_model(network, name="pickled-user",
+                                            pip_requirements=["torch"],
+                                            serialization_format="pickle")
+    finally:
+        mlflow.set_tracking_uri(None)
+    uri = f"teacher_from.uri={info.model_uri}"
+    mine = ["teacher.network._target_=user_networks.Linear", "teacher.height=8",
+            "teacher.width=8"]
+    capfd.readouterr()
+    settings = settings_for(*DIGITS, f"tracking.uri={store}", "teacher_from=mlflow", uri,
+                            "teacher_from.unpickle=true", "architecture@teacher=module", *mine)
+    warned = capfd.readouterr().err
+    assert "classvis: warning: teacher_from.unpickle=true: loading" in warned
+    assert "runs any code the file holds" in warned
+    assert all(torch.equal(settings.given_weights.state[key], value)
+               for key, value in network.state_dict().items())
+    with pytest.raises(ConfigError, match=r"^teacher_from.uri: expected weights that fit "
+                                          r"architecture@teacher=linear"):
+        settings_for(*DIGITS, f"tracking.uri={store}", "teacher_from=mlflow", uri,
+                     "teacher_from.unpickle=true")  # a Linear's keys are not the built-in's
+    with pytest.raises(ConfigError, match=r"^teacher_from.unpickle: expected false unless "
+                                          r"teacher_from=mlflow"):
+        settings_for(*DIGITS, "+teacher_from.unpickle=true")

@@ -37,6 +37,10 @@ NOT_RUN = {  # a README command (its start) -> why this test does not run it
         "needs a teacher registered as mnist-lenet5 in the store, which no README command does "
         "(registering is MLflow's UI or API): tests/test_given_mlflow.py logs, registers and "
         "runs one",
+    "python train.py teacher_from=torchvision":
+        "needs ResNet18's pretrained file in the torch hub cache, which the tests cannot "
+        "download: tests/test_given_torchvision.py runs the route with a random resnet18 saved "
+        "where the loader reads it",
     "python -m classvis.report --tracking-uri http://mlflow:5000":
         "needs a tracking server named mlflow holding the deep preset's runs; the report's "
         "--tracking-uri and --output are run by tests/test_architectures.py",

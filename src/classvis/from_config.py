@@ -242,7 +242,11 @@ def run_settings(cfg: DictConfig, base_dir: Path | None = None) -> RunSettings:
     module_teacher = settings.teacher.name == "module"
     for kind in ("module", "torchvision"):  # an architecture that only a given teacher has
         own = settings.teacher.name == kind
-        require(own == (settings.teacher_from.kind == kind), "teacher_from",
+        chosen = settings.teacher_from.kind == kind
+        if own and kind == "module":  # your class with a pickled model's weights (opted in)
+            chosen = chosen or (settings.teacher_from.kind == "mlflow"
+                                and settings.teacher_from.unpickle)
+        require(own == chosen, "teacher_from",
                 f"{kind} with architecture@teacher={kind} (teacher_from={kind} chooses both)"
                 if own else f"train, weights or mlflow with architecture@teacher="
                 f"{settings.teacher.label} (teacher_from={kind} chooses architecture {kind})",

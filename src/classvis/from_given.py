@@ -220,16 +220,19 @@ def check_given(settings: RunSettings) -> None:
             f"a network that scores the declared input as {what}", why)
 
 
-def _logged_teacher(settings: RunSettings) -> tuple[GivenWeights, str | None, dict]:
-    """``teacher_from=mlflow``: the logged model read (nothing unpickled) and its architecture
-    checked against the run's teacher architecture."""
+def _logged_teacher(settings: RunSettings) -> tuple[GivenWeights, str | None, dict | None]:
+    """``teacher_from=mlflow``: the logged model read (nothing unpickled, unless the run opted
+    in for a pickled one) and its architecture checked against the run's teacher
+    architecture."""
     from classvis.track.given import read_logged_teacher
 
     assert settings.teacher_from.uri is not None  # TeacherFromSettings.check
     with tempfile.TemporaryDirectory(prefix="classvis-teacher-") as folder:
         logged = read_logged_teacher(settings.teacher_from.uri, settings.tracking.uri,
-                                     Path(folder))
+                                     Path(folder), settings.teacher_from.unpickle)
     described = logged.description
+    if described is None:  # a pickled model's weights, for the architecture the run declares
+        return logged.weights, logged.model_id, None
     architecture = parse_architecture(described["architecture"], "teacher_from.uri")
     require(architecture == settings.teacher, "architecture@teacher",
             f"the logged teacher's architecture, {architecture.label} (architecture@teacher="

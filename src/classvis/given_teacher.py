@@ -39,6 +39,9 @@ class TeacherFromSettings:
     # try the route without the file), fetched there when missing (download)
     pretrained: bool = True
     download: bool = True
+    # mlflow: load a model logged with mlflow.pytorch (a pickled module), with a warning; only
+    # its weights are kept. Never the default: unpickling runs whatever code the file holds
+    unpickle: bool = False
 
     def check(self, key: str) -> None:
         if self.kind == "torchvision":
@@ -54,6 +57,8 @@ class TeacherFromSettings:
             require(self.path is None, f"{key}.path", "null with teacher_from=mlflow (the "
                     "weights come with the model)", self.path)
             return
+        require(not self.unpickle, f"{key}.unpickle", "false unless teacher_from=mlflow",
+                self.unpickle)
         require(self.uri is None, f"{key}.uri", "null unless teacher_from=mlflow", self.uri)
         if self.kind != "train":
             require(isinstance(self.path, str) and bool(self.path), f"{key}.path",

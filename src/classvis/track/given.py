@@ -3,7 +3,9 @@
 in JSON), named by a model URI (``models:/<name>/<version>``, ``models:/<name>@<alias>``,
 ``models:/<model id>``, ``runs:/<run id>/<path>``). It is downloaded, its architecture read
 from its description and its weights from the safetensors file: nothing is unpickled. A model
-logged with ``mlflow.pytorch`` (a pickled module) is refused in one line."""
+logged with ``mlflow.pytorch`` (a pickled module) is refused in one line, unless the run opts in
+(``teacher_from.unpickle=true``, with a warning): then it is loaded and only its state dict is
+kept, the weights of the teacher's architecture as the run declares it."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ class LoggedTeacher:
     """The logged model's network description (``models.describe_model``), its weights, and
     the MLflow logged model's id (None when the URI names none, e.g. an old run's artifact)."""
 
-    description: dict[str, Any]
+    description: dict[str, Any] | None  # None: a pickled model, loaded by the user's opt-in
     weights: GivenWeights
     model_id: str | None
 
@@ -56,9 +58,11 @@ def _model_id(uri: str, tracking_uri: str) -> str | None:
     return str(found) if found else None
 
 
-def read_logged_teacher(uri: str, tracking_uri: str, folder: Path) -> LoggedTeacher:
+def read_logged_teacher(uri: str, tracking_uri: str, folder: Path, unpickle: bool = False
+                        ) -> LoggedTeacher:
     """Download the model ``uri`` names into ``folder`` and read it; a ``ConfigError`` on
-    ``teacher_from.uri`` when it does not exist or is not a model classvis logged."""
+    ``teacher_from.uri`` when it does not exist or is not a model classvis logged (an
+    ``mlflow.pytorch`` one is loaded, unpickling it, only with ``unpickle``)."""
     import mlflow
 
     if tracking_uri.startswith("sqlite:///"):  # a store not made yet holds no model: say so,
@@ -84,10 +88,13 @@ def read_logged_teacher(uri: str, tracking_uri: str, folder: Path) -> LoggedTeac
     weights = sorted(local.rglob("weights.safetensors"))
     if not (described and weights):
         flavors = _flavors(local)
+        if "pytorch" in flavors and unpickle:
+            return LoggedTeacher(None, _unpickled_weights(uri, local), model_id)
         if "pytorch" in flavors:
             raise ConfigError(KEY, "a model classvis logged (weights as safetensors)",
                               f"{uri} is an mlflow.pytorch model, a pickled module: loading it "
-                              f"would unpickle it")
+                              f"would unpickle it (teacher_from.unpickle=true loads it anyway, "
+                              f"running any code the file holds)")
         raise ConfigError(KEY, "a model classvis logged (tracking.log_models=all)",
                           f"{uri} holds flavors {sorted(flavors) or 'none'}")
     try:
@@ -101,6 +108,32 @@ def read_logged_teacher(uri: str, tracking_uri: str, folder: Path) -> LoggedTeac
                           "num_classes)", f"{uri}: {str(description)[:80]}")
     given = read_weights(str(weights[0]), KEY)
     return LoggedTeacher(description, GivenWeights(uri, given.state, given.digest), model_id)
+
+
+def _unpickled_weights(uri: str, local: Path) -> GivenWeights:
+    """The state dict of a pickled ``mlflow.pytorch`` model, loaded because the run opted in
+    (``teacher_from.unpickle=true``), with a warning: unpickling runs whatever code the file
+    holds."""
+    import sys
+
+    import mlflow.pytorch
+    import torch
+
+    print(f"classvis: warning: teacher_from.unpickle=true: loading {uri} unpickles it, which "
+          f"runs any code the file holds; only its weights are kept", file=sys.stderr)
+    try:
+        model = mlflow.pytorch.load_model(str(sorted(local.rglob("MLmodel"))[0].parent),
+                                          map_location="cpu")
+    except Exception as error:  # the class does not import here, or a broken file
+        raise ConfigError(KEY, "an mlflow.pytorch model that loads here",
+                          f"{uri}: {_first_line(error)}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(KEY, "an mlflow.pytorch model of a torch.nn.Module",
+                          f"{uri} holds {type(model).__name__}")
+    from classvis.integrity import tensors_digest
+
+    state = {name: value.detach().cpu().clone() for name, value in model.state_dict().items()}
+    return GivenWeights(uri, state, tensors_digest(state)[:20])
 
 
 def _flavors(local: Path) -> set[str]:
