@@ -113,10 +113,27 @@ def test_no_dataset_takes_the_shape_and_classes_the_teacher_declares(given):
     assert ((agreed.confidence > 0) & (agreed.confidence <= 1)).all()
 
 
+def test_dataset_classes_pick_a_given_teachers_classes(given):
+    """A given teacher scores every class it was trained on; ``dataset.classes`` keeps the
+    scores of the chosen ones, in their order, and the run is of those classes."""
+    folder, full, test_only, weights = given
+    settings = with_weights(test_only, weights, "dataset.classes=[7,2,5]")
+    assert settings.teacher_outputs == (7, 2, 5)
+    result = pipeline.run(settings)
+    assert result.class_names == ["7", "2", "5"] and result.synthetic.soft_targets.shape[1] == 3
+    whole = pipeline.run(with_weights(test_only, weights)).teacher
+    images = result.synthetic.images
+    with torch.no_grad():
+        torch.testing.assert_close(result.teacher(images), whole(images)[:, [7, 2, 5]])
+    assert set(result.data.test_y.tolist()) <= {0, 1, 2}
+    assert 0 < result.evaluations["teacher"].accuracy <= 1
+
+
 @pytest.mark.parametrize("overrides,message", [
     (["dataset.splits=test"], "dataset.splits: expected train_and_test or auto with "
                               "teacher_from=train"),
-    (["dataset=none"], "teacher_from: expected weights, module or mlflow with dataset=none"),
+    (["dataset=none"], "teacher_from: expected weights, module, mlflow or torchvision with "
+                       "dataset=none"),
     (["@weights", "dataset.splits=test", "extractor=real_subset"],
      "extractor: expected an extractor that needs no real images without a training split "
      "(dataset.splits=test) (real_subset reads real training images)"),

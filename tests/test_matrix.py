@@ -259,9 +259,10 @@ def large_architectures(composed: dict[str, DictConfig], shape=(1, 28, 28)) -> s
     for name, cfg in composed.items():
         try:
             settings = parse_architecture(OmegaConf.to_container(cfg.student), "student")
+            settings.check_input(shape, "student")
             model = build_model(settings, shape, CLASSES, 0)
-        except ConfigError:  # module: your own network, named on the command line
-            continue
+        except ConfigError:  # module: your own network, named on the command line; torchvision:
+            continue         # its weights' 224x224 input
         if count_parameters(model) > LARGE:
             large.add(name)
     return large

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 ARTIFACTS = {"config.yaml", "confusion/teacher.png", "confusion/teacher.csv",
              "confusion/student.png", "confusion/student.csv", "visualizations.png",
              "f1_comparison.png", "synthetic_set.safetensors", "metrics/teacher_per_class.csv",
+             "metrics/teacher_confidence_per_class.csv",
              "metrics/student_per_class.csv", "privacy/nearest_train.csv",
              "privacy/nearest_training_images.png"}
 

@@ -1,8 +1,9 @@
-"""The door of a run whose teacher is given (``teacher_from`` weights, module or mlflow): its
-weights read once and checked against the network built for the dataset, and the data such a
-run may go without: the real training split (``dataset.splits``: a test split alone) or any
-data (``dataset=none``: the image shape and classes the teacher declares). Part of parsing the
-settings (``from_config``), split off because a given teacher is its own set of checks."""
+"""The door of a run whose teacher is given (``teacher_from`` weights, module, mlflow or
+torchvision): its weights read once and checked against the network built for the dataset, and
+the data such a run may go without: the real training split (``dataset.splits``: a test split
+alone) or any data (``dataset=none``: the image shape and classes the teacher declares). Part of
+parsing the settings (``from_config``), split off because a given teacher is its own set of
+checks."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from classvis.given_teacher import (
 )
 from classvis.integrity import tensors_digest
 from classvis.loaders import check_files, known_class_names, known_image_shape, train_present
+from classvis.loaders.torchvision_files import CIFAR_TRAIN
 from classvis.models import TorchvisionSettings, build_model, parse_architecture
 from classvis.runsettings import RunSettings
 from classvis.validation import ConfigError, require
@@ -49,21 +51,28 @@ def resolve_splits(settings: RunSettings) -> RunSettings:
     dataset, kind = settings.dataset, settings.teacher_from.kind
     check_files(dataset)  # found, or fetched (dataset.download), before they are looked at
     if dataset.loader == "none":
-        require(settings.teacher_from.given, "teacher_from", "weights, module or mlflow with "
-                "dataset=none (a teacher trained here needs its training set)", kind)
+        require(settings.teacher_from.given, "teacher_from", "weights, module, mlflow or "
+                "torchvision with dataset=none (a teacher trained here needs its training set)",
+                kind)
     elif not settings.teacher_from.given:
         require(dataset.splits != "test", "dataset.splits", "train_and_test or auto with "
                 "teacher_from=train (the teacher is trained on the training split; a given "
-                "teacher, teacher_from=weights, module or mlflow, needs the test split alone)",
+                "teacher, teacher_from=weights, module, mlflow or torchvision, needs the test "
+                "split alone)",
                 dataset.splits)
         if dataset.splits == "auto":
             require(train_present(dataset), "dataset.root", f"{dataset.name}'s training split "
                     "(the teacher is trained on it; a given teacher, teacher_from=weights, "
-                    "module or mlflow, needs the test split alone)", dataset.root)
+                    "module, mlflow or torchvision, needs the test split alone)", dataset.root)
             settings = replace(settings, dataset=replace(dataset, splits="train_and_test"))
     elif dataset.splits == "auto":
         settings = replace(settings, dataset=replace(
             dataset, splits="train_and_test" if train_present(dataset) else "test"))
+    whole = dataset.loader == "torchvision" and dataset.torchvision_class in CIFAR_TRAIN
+    require(not (whole and settings.dataset.splits == "test"), "dataset.splits",
+            f"train_and_test for torchvision's {dataset.torchvision_class} (its python batches "
+            "load only whole; an image folder holding test/ alone serves a test split: "
+            "dataset=image_folder)", settings.dataset.splits)
     if "train" not in settings.real_splits:
         without = ("with dataset=none" if dataset.loader == "none"
                    else "without a training split (dataset.splits=test)")
@@ -143,14 +152,14 @@ def read_given(settings: RunSettings) -> RunSettings:
     settings = replace(settings, given_weights=weights, teacher_model_id=model_id)
     if settings.dataset.loader == "none":
         settings = _declared_dataset(settings, weights, logged)
-    if logged is not None:
-        _check_logged_input(settings, logged)
     if settings.dataset.classes is not None:  # the teacher scores them among all its classes
         names = known_class_names(replace(settings.dataset, classes=None))
         if names is not None:
             check_class_names(settings.dataset.classes, names, "dataset.classes")
             settings = replace(settings, teacher_outputs=tuple(
                 names.index(str(name)) for name in settings.dataset.classes))
+    if logged is not None:
+        _check_logged_input(settings, logged)
     return settings
 
 
