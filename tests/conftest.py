@@ -166,18 +166,3 @@ def training_runs(client, experiment_ids: list[str], **search) -> list:
     return [run for run in client.search_runs(experiment_ids, **search)
             if "classvis.kind" not in run.data.tags]
 
-
-# The suite's wall time on two workers is its work split in two only when the long tests do not
-# come last: the README test alone runs about 4 minutes, so it starts first, then the other
-# end-to-end (slow) tests, then the fast ones fill the gaps; collection order within each.
-LONGEST_FIRST = ("test_readme.py", "test_tracking_server.py", "test_tracking_store.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    def rank(item) -> int:
-        name = item.path.name
-        if name in LONGEST_FIRST:
-            return LONGEST_FIRST.index(name)
-        return len(LONGEST_FIRST) + (0 if item.get_closest_marker("slow") else 1)
-
-    items.sort(key=rank)
