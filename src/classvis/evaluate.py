@@ -114,13 +114,14 @@ def agreement(student: torch.nn.Module, teacher: torch.nn.Module, images: torch.
         views = affine(images[start:start + chunk].repeat(repeats, 1, 1, 1),
                        ("shift", "scale", "rotate"), generator)
         same_views.append(predict(student, views) == predict(teacher, views))
-    on_images = float((predict(student, images) == predict(teacher, images)).mean())
-    on_views = float(np.concatenate(same_views).mean())
     teacher.eval()
-    with torch.no_grad():
+    with torch.no_grad():  # the teacher scores the images once: its classes and confidence
         step = batch_for(images, 10_000)
         probabilities = torch.cat([teacher(images[i:i + step]).softmax(1)
                                    for i in range(0, len(images), step)])
+    on_images = float((predict(student, images)
+                       == probabilities.argmax(1).cpu().numpy()).mean())
+    on_views = float(np.concatenate(same_views).mean())
     chosen = probabilities.gather(1, labels.view(-1, 1)).flatten().cpu()
     counts = torch.bincount(labels.cpu(), minlength=num_classes).clamp(min=1)
     confidence = torch.zeros(num_classes).index_add_(0, labels.cpu(), chosen) / counts

@@ -24,7 +24,7 @@ from classvis.given_teacher import (
 )
 from classvis.integrity import tensors_digest
 from classvis.loaders import check_files, known_class_names, known_image_shape, train_present
-from classvis.loaders.torchvision_files import CIFAR_TRAIN
+from classvis.loaders.torchvision_files import refuse_cifar_test_split
 from classvis.models import TorchvisionSettings, build_model, parse_architecture
 from classvis.runsettings import RunSettings
 from classvis.validation import ConfigError, require
@@ -68,11 +68,8 @@ def resolve_splits(settings: RunSettings) -> RunSettings:
     elif dataset.splits == "auto":
         settings = replace(settings, dataset=replace(
             dataset, splits="train_and_test" if train_present(dataset) else "test"))
-    whole = dataset.loader == "torchvision" and dataset.torchvision_class in CIFAR_TRAIN
-    require(not (whole and settings.dataset.splits == "test"), "dataset.splits",
-            f"train_and_test for torchvision's {dataset.torchvision_class} (its python batches "
-            "load only whole; an image folder holding test/ alone serves a test split: "
-            "dataset=image_folder)", settings.dataset.splits)
+    if dataset.loader == "torchvision":
+        refuse_cifar_test_split(settings.dataset, settings.dataset.splits)
     if "train" not in settings.real_splits:
         without = ("with dataset=none" if dataset.loader == "none"
                    else "without a training split (dataset.splits=test)")
@@ -153,7 +150,7 @@ def read_given(settings: RunSettings) -> RunSettings:
     if settings.dataset.loader == "none":
         settings = _declared_dataset(settings, weights, logged)
     if settings.dataset.classes is not None:  # the teacher scores them among all its classes
-        names = known_class_names(replace(settings.dataset, classes=None))
+        names = known_class_names(settings.dataset)
         if names is not None:
             check_class_names(settings.dataset.classes, names, "dataset.classes")
             settings = replace(settings, teacher_outputs=tuple(
@@ -167,7 +164,7 @@ def teacher_classes(settings: RunSettings) -> int | None:
     """How many classes the given teacher scores (all the dataset's, before a subset)."""
     if settings.teacher_outputs is None:
         return known_input(settings)[1]
-    names = known_class_names(replace(settings.dataset, classes=None))
+    names = known_class_names(settings.dataset)
     return None if names is None else len(names)
 
 

@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -73,7 +73,7 @@ def obtain_run_teacher(settings: RunSettings, data: ImageData,
         given = settings.given_weights
         keep = settings.teacher_outputs
         scored = data.num_classes if keep is None else len(
-            known_class_names(replace(settings.dataset, classes=None)) or ())
+            known_class_names(settings.dataset) or ())
         model = load_given(build_model(settings.teacher, data.image_shape, scored,
                                        stage_seed(settings.seed, "teacher/init")), given)
         if keep is not None:  # the run's classes among the teacher's own

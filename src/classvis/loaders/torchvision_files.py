@@ -58,6 +58,16 @@ def train_files_present(settings: DatasetSettings) -> bool:
     return all((folder / "raw" / name).is_file() for name in IDX_FILES["train"])
 
 
+def refuse_cifar_test_split(settings: DatasetSettings, splits: str) -> None:
+    """A test split alone of torchvision's CIFAR is refused: its python batches load only
+    whole (checked at the door, and by the decoder for a direct load)."""
+    if settings.torchvision_class in CIFAR_TRAIN and splits == "test":
+        raise ConfigError("dataset.splits", f"train_and_test for torchvision's "
+                          f"{settings.torchvision_class} (its python batches load only whole; "
+                          "an image folder holding test/ alone serves a test split: "
+                          "dataset=image_folder)", settings.splits)
+
+
 def _test_split(settings: DatasetSettings) -> Arrays:
     """The MNIST family's test split from its IDX files alone."""
     from torchvision.datasets.mnist import read_image_file, read_label_file
@@ -140,11 +150,7 @@ def decode(settings: DatasetSettings) -> Arrays:
 
     if settings.splits == "test" or (settings.splits == "auto"
                                      and not train_files_present(settings)):
-        if settings.torchvision_class in CIFAR_TRAIN:
-            raise ConfigError("dataset.splits", f"train_and_test for torchvision's "
-                              f"{settings.torchvision_class} (its python batches load only "
-                              "whole; an image folder holding test/ alone serves a test split: "
-                              "dataset=image_folder)", settings.splits)
+        refuse_cifar_test_split(settings, "test")
         return _test_split(settings)
     dataset_class = getattr(torchvision.datasets, given(settings.torchvision_class,
                                                          "dataset.torchvision_class", "a class"))
@@ -171,4 +177,5 @@ def decode(settings: DatasetSettings) -> Arrays:
 
 
 __all__ = ["IDX_FILES", "TORCHVISION_CLASSES", "TORCHVISION_CLASS_NAMES", "TORCHVISION_SHAPES",
-           "decode", "ensure_torchvision_files", "train_files_present"]
+           "decode", "ensure_torchvision_files", "refuse_cifar_test_split",
+           "train_files_present"]
