@@ -75,6 +75,25 @@ def make_image_folder(root: Path, classes=("cat", "dog", "frog"), per_class=(8, 
     return root
 
 
+def bomb_png(path: Path, width: int = 20000, height: int = 9000) -> Path:
+    """A PNG of a few bytes whose header claims ``width`` x ``height`` pixels (a decompression
+    bomb to PIL, which reads the header only)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (4, 4)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    header = struct.pack(">II", width, height) + bytes(data[24:29])  # IHDR after its length, type
+    data[16:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    path.write_bytes(bytes(data))
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import blob_images, flip_data_byte, make_image_folder, truncate, write_idx
+from conftest import (
+    blob_images,
+    bomb_png,
+    flip_data_byte,
+    make_image_folder,
+    truncate,
+    write_idx,
+)
 
 from classvis.data import DatasetSettings, load_dataset
 from classvis.validation import ConfigError, parse
@@ -63,6 +70,52 @@ def test_image_folder_loads_every_split_and_class(tmp_path):
     ones = data.train_x[data.train_y == 1]
     assert ones[:, 1].mean() > 0.5 > ones[:, 0].mean()
     assert list((root / ".classvis-cache").glob("pets-*.safetensors"))
+
+
+def test_an_image_folder_of_mixed_colour_modes_is_rgb_throughout(tmp_path, caplog):
+    from PIL import Image
+
+    from classvis.loaders import known_image_shape
+
+    root = make_image_folder(tmp_path / "pets")
+    Image.new("L", (12, 12), 200).save(root / "train" / "cat" / "000.png")  # first in sort order
+    Image.new("1", (12, 12), 1).save(root / "test" / "frog" / "003.png")
+    settings = parse(DatasetSettings, {"name": "pets", "loader": "image_folder",
+                                       "root": str(root)}, "dataset")
+    assert known_image_shape(settings) == (3, 12, 12)
+    with caplog.at_level("WARNING"):
+        data = load_dataset(settings)
+    assert data.train_x.shape == (24, 3, 12, 12) and data.test_x.shape == (12, 3, 12, 12)
+    assert torch.equal(data.train_x[0], torch.full((3, 12, 12), 200 / 255))
+    assert torch.equal(data.test_x[-1], torch.ones(3, 12, 12))
+    assert "2 greyscale image(s) among colour ones, converted to RGB" in caplog.text
+    # a greyscale folder stays one channel
+    grey = tmp_path / "grey"
+    for split, count in (("train", 2), ("test", 1)):
+        for name in ("a", "b"):
+            (grey / split / name).mkdir(parents=True)
+            for k in range(count):
+                Image.new("L", (5, 5), 10 * k).save(grey / split / name / f"{k}.png")
+    settings = parse(DatasetSettings, {"name": "grey", "loader": "image_folder",
+                                       "root": str(grey)}, "dataset")
+    assert known_image_shape(settings) == (1, 5, 5)
+    assert load_dataset(settings).train_x.shape == (4, 1, 5, 5)
+
+
+def test_a_decompression_bomb_is_one_line_naming_the_file(tmp_path):
+    from classvis.loaders import known_image_shape
+
+    root = make_image_folder(tmp_path / "pets")
+    bomb = bomb_png(root / "train" / "cat" / "000.png")
+    settings = parse(DatasetSettings, {"name": "pets", "loader": "image_folder",
+                                       "root": str(root)}, "dataset")
+    line = (f"dataset.root: expected readable images, got '{bomb} (Image size (180000000 "
+            "pixels) exceeds limit of")
+    for read in (load_dataset, known_image_shape):
+        with pytest.raises(ConfigError) as error:
+            read(settings)
+        assert str(error.value).startswith(line) and "\n" not in str(error.value)
+        assert str(error.value).endswith("refused by PIL as a possible decompression bomb)'")
 
 
 def test_an_image_folder_with_one_class_is_refused(tmp_path):

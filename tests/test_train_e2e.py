@@ -267,6 +267,14 @@ def _broken_image(root: Path) -> list[str]:
     return ["dataset=image_folder", f"dataset.root={root}"]
 
 
+def _bomb(root: Path) -> list[str]:
+    from conftest import bomb_png, make_image_folder
+
+    make_image_folder(root)
+    bomb_png(root / "test" / "frog" / "001.png")
+    return ["dataset=image_folder", f"dataset.root={root}"]
+
+
 def _empty_class(root: Path) -> list[str]:
     from conftest import make_image_folder
 
@@ -279,6 +287,8 @@ def _empty_class(root: Path) -> list[str]:
 @pytest.mark.parametrize("make,line", [
     (_broken_image, "classvis: error: invalid input: dataset.root: expected readable images, "
                     "got '{root}/train/dog/002.png (cannot identify image file"),
+    (_bomb, "classvis: error: invalid input: dataset.root: expected readable images, "
+            "got '{root}/test/frog/001.png (Image size (180000000 pixels) exceeds limit of"),
     (_empty_class, "classvis: error: invalid config: dataset.root: expected at least one image "
                    "in every class folder, got 'an empty test/frog/ in {root}'"),
     (lambda root: ["dataset=digits", "extractor=real_subset", "extractor.per_class=1000"],

@@ -4,6 +4,7 @@ is given (``dataset.splits``)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +17,8 @@ from classvis.validation import ConfigError
 
 if TYPE_CHECKING:
     from classvis.data import DatasetSettings
+
+log = logging.getLogger(__name__)
 
 
 def class_folders(folder: Path) -> list[str]:
@@ -32,22 +35,49 @@ def _splits(settings: DatasetSettings) -> tuple[str, ...]:
     return ("train", "test")
 
 
-def _folder_image_shape(settings: DatasetSettings) -> tuple[int, int, int] | None:
-    """The shape of the first readable image (one file is opened)."""
-    if settings.root is None:
-        return None
+GREY_MODES = ("L", "I", "I;16", "1")
+
+
+def _opened(path: str) -> Any:
+    """``PIL.Image.open`` with its failures as one line naming the file (headers only)."""
     from PIL import Image
 
-    first = Path(settings.root) / _splits(settings)[0]
-    for name in class_folders(first) if first.is_dir() else []:
-        for path in sorted((first / name).iterdir()):
-            try:
-                with Image.open(path) as image:
-                    channels = 1 if image.mode in ("L", "I", "I;16", "1") else 3
-                    return (channels, image.height, image.width)
-            except OSError:
-                continue
-    return None
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as error:
+        size = str(error).split(", could be")[0]
+        raise ConfigError("dataset.root", "readable images", f"{path} ({size}: refused by PIL "
+                          "as a possible decompression bomb)") from None
+    except (OSError, ValueError) as error:  # truncated, not an image, unknown format
+        reason = str(error).replace(repr(path), "").replace(path, "").strip()
+        raise ConfigError("dataset.root", "readable images",
+                          f"{path} ({reason or type(error).__name__})".splitlines()[0]) from None
+
+
+def _first_files(folder: Path) -> list[str]:
+    """The first file (in sort order) of each class folder of a split."""
+    firsts = []
+    for name in class_folders(folder):
+        with os.scandir(folder / name) as entries:
+            files = [entry.path for entry in entries if entry.is_file()]
+        firsts.extend(sorted(files)[:1])
+    return firsts
+
+
+def _folder_image_shape(settings: DatasetSettings) -> tuple[int, int, int] | None:
+    """The shape the loader will give, from the headers of each class folder's first image (in
+    every split read): their size, 3 channels if any is in colour. The loader decides the channel
+    count from every image; a colour image further down a greyscale folder is converted then."""
+    if settings.root is None:
+        return None
+    size, channels = None, 1
+    for split in _splits(settings):
+        folder = Path(settings.root) / split
+        for path in _first_files(folder) if folder.is_dir() else []:
+            with _opened(path) as image:
+                size = size or (image.height, image.width)
+                channels = 1 if channels == 1 and image.mode in GREY_MODES else 3
+    return None if size is None else (channels, *size)
 
 
 def _folder_class_names(settings: DatasetSettings) -> list[str] | None:
@@ -85,9 +115,9 @@ def check_image_folder(settings: DatasetSettings) -> None:
                                   f"an empty {split}/{name}/ in {root}")
 
 
-def _decode_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def _decode_folder(folder: Path) -> tuple[list[Any], torch.Tensor, list[str]]:
+    """Each image of a split as an HxW (greyscale) or HxWx3 array, its labels and classes."""
     import numpy as np
-    from PIL import Image
     from torchvision.datasets import ImageFolder
 
     try:  # discovery only: classes, files
@@ -96,26 +126,37 @@ def _decode_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]
         raise ConfigError("dataset.root", "image files in every class folder",
                           str(error).splitlines()[0]) from None
 
-    def decode(sample: tuple[str, int], mode: str | None) -> Any:
-        try:
-            with Image.open(sample[0]) as image:
-                return image.mode if mode is None else np.asarray(image.convert(mode))
-        except (OSError, ValueError) as error:  # truncated, not an image, unknown format
-            reason = str(error).replace(repr(sample[0]), "").replace(sample[0], "").strip()
-            raise ConfigError("dataset.root", "readable images",
-                              f"{sample[0]} ({reason or type(error).__name__})".splitlines()[0]
-                              ) from None
-
-    mode = "L" if decode(index.samples[0], None) in ("L", "I", "I;16", "1") else "RGB"
+    def decode(sample: tuple[str, int]) -> Any:
+        with _opened(sample[0]) as image:
+            try:
+                return np.asarray(image.convert("L" if image.mode in GREY_MODES else "RGB"))
+            except (OSError, ValueError) as error:  # truncated past its header
+                raise ConfigError("dataset.root", "readable images", f"{sample[0]} ({error})"
+                                  .splitlines()[0]) from None
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL decodes without the GIL
-        images = list(pool.map(lambda sample: decode(sample, mode), index.samples,
-                               chunksize=256))
-    shapes = {image.shape for image in images}
+        images = list(pool.map(decode, index.samples, chunksize=256))
+    labels = torch.tensor([label for _, label in index.samples], dtype=torch.int64)
+    return images, labels, list(index.classes)
+
+
+def _stacked(splits: list[list[Any]], root: Path) -> list[torch.Tensor]:
+    """The splits as NCHW uint8 tensors of one channel count for the whole dataset: greyscale
+    images become RGB (channels repeated, as PIL converts them) when any image is in colour."""
+    import numpy as np
+
+    colour = any(image.ndim == 3 for images in splits for image in images)
+    if colour:
+        converted = sum(image.ndim == 2 for images in splits for image in images)
+        if converted:
+            log.warning("%s: %d greyscale image(s) among colour ones, converted to RGB", root,
+                        converted)
+        splits = [[np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image
+                   for image in images] for images in splits]
+    shapes = {image.shape for images in splits for image in images}
     if len(shapes) != 1:
         raise ConfigError("dataset.root", "images of one size", f"sizes {sorted(shapes)[:3]}")
-    labels = torch.tensor([label for _, label in index.samples], dtype=torch.int64)
-    return as_nchw_uint8(np.stack(images)), labels, list(index.classes)
+    return [as_nchw_uint8(np.stack(images)) for images in splits]
 
 
 @LOADERS.register(
@@ -128,10 +169,12 @@ def _decode_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]
 def decode(settings: DatasetSettings) -> Arrays:
     root = Path(given(settings.root, "dataset.root", "a data directory"))
     check_image_folder(settings)  # the same class folders under train/ and test/, two or more
-    test_x, test_y, classes = _decode_folder(root / "test")
+    test_images, test_y, classes = _decode_folder(root / "test")
     if _splits(settings) == ("test",):
+        (test_x,) = _stacked([test_images], root)
         return test_only(test_x, test_y, classes)
-    train_x, train_y, train_classes = _decode_folder(root / "train")
+    train_images, train_y, train_classes = _decode_folder(root / "train")
+    train_x, test_x = _stacked([train_images, test_images], root)
     return train_x, train_y, test_x, test_y, train_classes
 
 
