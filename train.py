@@ -7,7 +7,8 @@ from classvis import runtime
 
 runtime.start()
 
-from pathlib import Path  # noqa: E402  (after runtime.start: the imports collect less often)
+import sys  # noqa: E402  (after runtime.start: the imports collect less often)
+from pathlib import Path  # noqa: E402
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
@@ -24,5 +25,9 @@ def main(cfg: DictConfig) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    refuse_unknown_choices(Path(__file__).resolve().parent / "conf")
-    main()
+    try:
+        refuse_unknown_choices(Path(__file__).resolve().parent / "conf")
+        main()
+    except KeyboardInterrupt:  # Ctrl-C outside a run (start-up, between jobs): one line, 130
+        print("classvis: interrupted (Ctrl-C, SIGINT)", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None

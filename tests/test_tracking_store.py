@@ -94,19 +94,25 @@ def test_an_unreachable_tracking_server_is_one_line_within_seconds():
 
 
 @pytest.mark.slow
-def test_sigterm_during_a_run_marks_it_killed_with_the_reason(tmp_path):
-    """A scheduler's time limit sends SIGTERM: the run ends KILLED, not RUNNING forever."""
+@pytest.mark.parametrize("signum,words", [
+    ("SIGTERM", "Terminated: SIGTERM received"),
+    ("SIGINT", "KeyboardInterrupt: interrupted (Ctrl-C, SIGINT): run stopped"),
+])
+def test_a_signal_during_a_run_marks_it_killed_with_the_reason(tmp_path, signum, words):
+    """A scheduler's time limit sends SIGTERM, a user Ctrl-C (SIGINT): the run ends KILLED, not
+    RUNNING forever, with one line and the shell's status (128 + the signal's number)."""
     import os
     import signal
     import time
-
 
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     job = subprocess.Popen([sys.executable, str(ROOT / "train.py"), "dataset=digits",
                             "trainer.teacher.epochs=2", "trainer.student.steps=1000000",
                             f"tracking.uri={uri}", "tracking.experiment=term"], cwd=tmp_path,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+                           env={**os.environ, "OMP_NUM_THREADS": "1"},
+                           # a shell's background job inherits SIGINT ignored: a terminal's default
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until the run is on its student steps
         client = client_once_created(tmp_path / "store.db")
@@ -118,13 +124,15 @@ def test_sigterm_during_a_run_marks_it_killed_with_the_reason(tmp_path):
     else:
         job.kill()
         pytest.fail("the run never started: " + job.communicate()[1][-2000:])
-    job.send_signal(signal.SIGTERM)
+    job.send_signal(getattr(signal, signum))
     _, stderr = job.communicate(timeout=60)
-    assert job.returncode == 128 + signal.SIGTERM, stderr[-2000:]
-    assert "SIGTERM received" in stderr and "marked KILLED" in stderr
+    assert job.returncode == 128 + getattr(signal, signum), stderr[-2000:]
+    assert "Traceback" not in stderr, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if line.startswith("classvis:")]
+    assert len(lines) == 1 and lines[0].endswith("its MLflow run is marked KILLED"), lines
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.status == "KILLED"
-    assert run.data.tags["error"].startswith("Terminated: SIGTERM received")
+    assert run.data.tags["error"].startswith(words)
 
 
 def test_sigterm_inside_a_store_call_waits_for_the_call_then_stops_the_run(tmp_path):

@@ -25,7 +25,7 @@ from classvis.from_config import run_settings
 from classvis.job import Job, write_status
 from classvis.record import InvalidInput, record_run
 from classvis.sweep import parent_run_of
-from classvis.track.interrupt import Terminated
+from classvis.track.interrupt import INTERRUPTED, Terminated
 from classvis.validation import ConfigError
 
 log = logging.getLogger("classvis")
@@ -125,6 +125,10 @@ def main(cfg: DictConfig) -> dict[str, float]:
         if lifecycle.sweep_gone.is_set():  # a worker of a dead sweep: no further job
             os._exit(128 + signal.SIGTERM)
         raise SystemExit(128 + signal.SIGTERM) from None
+    except KeyboardInterrupt:  # Ctrl-C: the sweep stops too, as a shell expects
+        print(f"classvis: {INTERRUPTED}; its MLflow run is marked KILLED", file=sys.stderr,
+              flush=True)
+        raise SystemExit(128 + signal.SIGINT) from None
     except (ConfigError, DivergenceError) as error:
         return _failed(job, str(error), exit_code=1)
     except OSError as error:  # a full disk, a read-only store: the reason says it all

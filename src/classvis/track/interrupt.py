@@ -9,6 +9,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+INTERRUPTED = "interrupted (Ctrl-C, SIGINT): run stopped"  # KeyboardInterrupt carries no words
+
 
 class Terminated(BaseException):
     """The process received SIGTERM (a scheduler's time limit, ``kill``) during a run."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from classvis import runkeys as keys
-from classvis.track.interrupt import Terminated, sigterm_stops_the_run, store_call
+from classvis.track.interrupt import INTERRUPTED, Terminated, sigterm_stops_the_run, store_call
 from classvis.track.liveness import heartbeat, identity, reap
 from classvis.track.models import log_models
 from classvis.track.retry import FAILING_RETRY_S, budget, retrying
@@ -149,7 +149,8 @@ def tracked_run(run_name: str, tags: dict[str, str], system_metrics: bool = Fals
                 time.sleep(max(0.0, opened + SYSTEM_METRICS_INTERVAL + 0.5 - time.monotonic()))
     except BaseException as error:
         status = "KILLED" if isinstance(error, (KeyboardInterrupt, Terminated)) else "FAILED"
-        reason = f"{type(error).__name__}: {error}".splitlines()[0][:4000]
+        words = INTERRUPTED if isinstance(error, KeyboardInterrupt) and not str(error) else error
+        reason = f"{type(error).__name__}: {words}".splitlines()[0][:4000]
         # briefly: a store that is down now leaves the run to be reaped by the next job
         with contextlib.suppress(Exception):
             tracked.set_tags({keys.ERROR: reason, keys.STATUS_REASON: status.lower()},
