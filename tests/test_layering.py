@@ -111,9 +111,9 @@ def test_a_synthetic_set_file_is_read_once_when_the_settings_are_parsed(tmp_path
     reads = []
     original = SyntheticSet.load.__func__
 
-    def counting(cls, file):
+    def counting(cls, file, *args, **kwargs):
         reads.append(file)
-        return original(cls, file)
+        return original(cls, file, *args, **kwargs)
 
     monkeypatch.setattr(SyntheticSet, "load", classmethod(counting))
     settings = settings_for("dataset=synthetic", f"dataset.path={path}", "privacy.enabled=false",

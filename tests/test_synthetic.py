@@ -84,9 +84,30 @@ def test_a_damaged_or_unusable_set_is_refused_in_one_line(tmp_path, make, proble
     assert "\n" not in str(error.value)
 
 
-def test_a_set_written_before_digests_still_loads(tmp_path):
-    _raw(tmp_path / "old.safetensors")
-    assert SyntheticSet.load(tmp_path / "old.safetensors").class_names == ["a", "b", "c"]
+def test_a_set_without_a_digest_is_refused_unless_allowed(tmp_path, caplog):
+    path = tmp_path / "old.safetensors"
+    _raw(path, images=torch.full((6, 1, 4, 4), 0.5) + torch.arange(6.0).view(6, 1, 1, 1))
+    with pytest.raises(ValueError) as error:
+        SyntheticSet.load(path)
+    assert str(error.value) == (f"{path}: unverifiable synthetic set (no sha256 digest in its "
+                                "header; dataset.allow_undigested=true reads it as it is)")
+    with caplog.at_level("WARNING"):
+        assert SyntheticSet.load(path, allow_undigested=True).class_names == ["a", "b", "c"]
+    assert "synthetic set without a digest, read as it is" in caplog.text
+
+
+@pytest.mark.parametrize("images,problem", [
+    (torch.full((6, 1, 4, 4), 3e38), "its values reach 3e+38, beyond +-1e+06"),
+    (torch.full((6, 1, 4, 4), 0.25), "its images are all the same"),
+])
+def test_absurd_values_are_refused_digest_or_not(tmp_path, images, problem):
+    for allowed, write in ((False, lambda p: _sound_set(images=images).save(p)),
+                           (True, lambda p: _raw(p, images=images))):
+        path = tmp_path / f"set-{allowed}.safetensors"
+        write(path)
+        with pytest.raises(ValueError) as error:
+            SyntheticSet.load(path, allow_undigested=allowed)
+        assert str(error.value) == f"{path}: unusable synthetic set ({problem})"
 
 
 def test_metric_keys_and_params_are_mlflow_safe():

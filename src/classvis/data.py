@@ -38,6 +38,7 @@ class DatasetSettings:
     # and where the real test set of the dataset it came from lies here (null: as recorded)
     path: str | None = None
     test_root: str | None = None
+    allow_undigested: bool = False  # read a file without a sha256 digest (with a warning)
     # which splits to load: both, the test split alone (a given teacher needs no training set),
     # or auto (both when a teacher is trained here or the training files are present, else the
     # test split); resolved at the door

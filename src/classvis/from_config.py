@@ -54,7 +54,7 @@ def config_digest(resolved: dict) -> str:
     relevant = {key: value for key, value in resolved.items() if key not in _NOT_RESULTS}
     if isinstance(relevant.get("dataset"), dict):
         relevant["dataset"] = {key: value for key, value in relevant["dataset"].items()
-                               if key not in _DATASET_LOCATION
+                               if key not in _DATASET_LOCATION and key != "allow_undigested"
                                # the keys of a run with every split keep their digests
                                and not (key == "splits" and value in ("auto", "train_and_test"))
                                and not (key == "image_shape" and value is None)}
@@ -76,7 +76,7 @@ def _read_synthetic_file(settings: RunSettings) -> SyntheticFile:
     if path is None:
         raise ConfigError("dataset.path", "a classvis synthetic set file", None)
     try:
-        synthetic = SyntheticSet.load(path)
+        synthetic = SyntheticSet.load(path, settings.dataset.allow_undigested)
     except ValueError as error:
         raise ConfigError("dataset.path", "a classvis synthetic set file", str(error)) from None
     header = synthetic.metadata

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from classvis import runkeys as keys
 from classvis.integrity import DIGEST_KEY, tensors_digest
 
 FORMAT = keys.SYNTHETIC_SET_FORMAT
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,16 +48,17 @@ class SyntheticSet:
         save_file(tensors, str(path), metadata=header)
 
     @classmethod
-    def load(cls, path: str | Path) -> SyntheticSet:
+    def load(cls, path: str | Path, allow_undigested: bool = False) -> SyntheticSet:
         """The set in ``path``; ``ValueError`` (one line) if it is not one, is damaged (its
-        content digest), or holds values no run can use."""
+        content digest), holds values no run can use, or has no digest (unless
+        ``allow_undigested``: then it is read as it is, with a warning)."""
         header = read_metadata(path)
         try:
             with safe_open(str(path), framework="pt") as handle:
                 tensors = {name: handle.get_tensor(name) for name in TENSORS}
         except Exception as error:  # truncated after its header
             raise ValueError(f"{path}: damaged synthetic set ({error})".splitlines()[0]) from None
-        recorded = header.pop(DIGEST_KEY, None)  # sets exported before digests have none
+        recorded = header.pop(DIGEST_KEY, None)
         if recorded is not None and tensors_digest(tensors) != recorded:
             raise ValueError(f"{path}: damaged synthetic set (its content does not match its "
                              f"digest)")
@@ -72,6 +75,12 @@ class SyntheticSet:
                              f"soft targets {tuple(targets.shape)}, labels {tuple(labels.shape)}, "
                              f"{len(class_names)} classes, image shape {shape})")
         _check_values(path, images, targets, labels, len(class_names))
+        if recorded is None:  # nothing proves its content is what was written
+            if not allow_undigested:
+                raise ValueError(f"{path}: unverifiable synthetic set (no {DIGEST_KEY} digest in "
+                                 f"its header; dataset.allow_undigested=true reads it as it is)")
+            log.warning("%s: synthetic set without a digest, read as it is "
+                        "(dataset.allow_undigested=true)", path)
         return cls(images.float(), targets.float(), labels.long(), class_names, header)
 
 
@@ -83,6 +92,11 @@ def _json_list(text: str) -> list:
     if not isinstance(value, list):
         raise ValueError(f"expected a JSON list, got {text[:40]!r}")
     return value
+
+
+# beyond any image or logit a run makes (pixels are 0..1, visualizations rarely pass 100): values
+# whose squares, summed over a batch, overflow float32 and train a student to chance
+MAX_VALUE = 1e6
 
 
 def _check_values(path: str | Path, images: torch.Tensor, targets: torch.Tensor,
@@ -100,6 +114,10 @@ def _check_values(path: str | Path, images: torch.Tensor, targets: torch.Tensor,
         problem = "its images hold NaN or infinite values"
     elif not bool(torch.isfinite(targets).all()):
         problem = "its soft targets hold NaN or infinite values"
+    elif (peak := max(float(images.abs().max()), float(targets.abs().max()))) > MAX_VALUE:
+        problem = f"its values reach {peak:.3g}, beyond +-{MAX_VALUE:.0e}"
+    elif len(images) > 1 and bool((images == images[:1]).all()):
+        problem = "its images are all the same"
     elif int(labels.min()) < 0 or int(labels.max()) >= classes:
         problem = (f"its labels run {int(labels.min())}..{int(labels.max())}, outside "
                    f"0..{classes - 1}")
