@@ -330,3 +330,110 @@ def test_two_sweeps_at_once_into_a_new_store_lose_nothing():
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "| 4 | 4 | 0 | 0 | 0 | 0 |" in done.stdout
+
+
+def test_a_config_is_claimed_by_its_first_run_and_the_later_ones_withdraw(tmp_path):
+    """``resume.claim``: of the live runs of one config the earliest holds it, a FINISHED one
+    before all; a twin that reaches the store late but started earlier takes it over, so the run
+    that checked first and then finds it at its second check withdraws (and is deleted)."""
+    import mlflow
+    from mlflow.entities import ViewType
+
+    from classvis import runkeys as keys
+    from classvis.resume import Yielded, claim
+    from classvis.runsettings import RunSettings
+    from classvis.track.liveness import identity
+    from classvis.track.runs import tracked_run
+
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.set_experiment("claims").experiment_id
+    client = mlflow.MlflowClient()
+    settings = RunSettings.__new__(RunSettings)
+    object.__setattr__(settings, "force", False)
+    object.__setattr__(settings, "tracking", type("T", (), {"stale_after_s": 600.0})())
+
+    def twin(started_ms: int) -> str:
+        return client.create_run(experiment, start_time=started_ms,
+                                 tags={keys.CONFIG_DIGEST: "d", **identity()}).info.run_id
+
+    with pytest.raises(Yielded, match="RUNNING as MLflow run "), \
+            tracked_run("first", {keys.CONFIG_DIGEST: "d"}) as run:
+        claim(experiment, "d", run.run_id, settings)            # alone: it holds the config
+        late = twin(client.get_run(run.run_id).info.start_time - 5)   # started earlier, seen now
+        claim(experiment, "d", run.run_id, settings)
+    withdrawn = client.get_run(run.run_id)
+    assert (withdrawn.info.status, withdrawn.info.lifecycle_stage) == ("KILLED", "deleted")
+    assert withdrawn.data.tags[keys.ERROR].startswith("withdrawn: an identical config is RUNNING")
+    claim(experiment, "d", late, settings)                      # the twin holds it
+    later = twin(client.get_run(late).info.start_time + 1000)
+    with pytest.raises(Yielded):
+        claim(experiment, "d", later, settings)
+    client.set_terminated(later, "FINISHED")                    # a FINISHED run comes first
+    with pytest.raises(Yielded, match=f"FINISHED as MLflow run {later}"):
+        claim(experiment, "d", late, settings)
+    object.__setattr__(settings, "force", True)                 # force=true runs it again
+    claim(experiment, "d", late, settings)
+    active = client.search_runs([experiment], run_view_type=ViewType.ACTIVE_ONLY)
+    assert sorted(r.info.run_id for r in active) == sorted([late, later])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sweeps", [2, 4])
+def test_identical_sweeps_started_at_once_run_each_config_once(tmp_path, sweeps):
+    """Two or four copies of one sweep started in the same second into one new store: each has
+    its own folder and parent run, every config FINISHED exactly once, no run left RUNNING."""
+    import os
+
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    command = [sys.executable, str(ROOT / "train.py"), "-m", "dataset=digits", "seed=0,1",
+               "trainer.teacher.epochs=2", "trainer.student.steps=200", "privacy.enabled=false",
+               f"tracking.uri={uri}", "tracking.experiment=twins", "tracking.log_models=none",
+               "progress=false"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    started = [subprocess.Popen(command, cwd=tmp_path, env=environment, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+               for _ in range(sweeps)]
+    outputs = [process.communicate(timeout=600)[0] for process in started]
+    assert [process.returncode for process in started] == [0] * sweeps, outputs
+    assert "Traceback" not in "".join(outputs)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("twins").experiment_id
+    runs = client.search_runs([experiment], max_results=1000)
+    jobs = [run for run in runs if run.data.tags.get("classvis.kind") != "sweep"]
+    parents = [run for run in runs if run.data.tags.get("classvis.kind") == "sweep"]
+    assert sorted((r.data.tags["seed"], r.info.status) for r in jobs) == [
+        ("0", "FINISHED"), ("1", "FINISHED")]
+    assert [p.info.status for p in parents] == ["FINISHED"] * sweeps
+    assert len({p.data.tags["sweep_dir"] for p in parents}) == sweeps
+
+
+def test_a_sweep_folder_a_live_sweep_writes_to_is_refused(tmp_path, capsys):
+    """Two sweeps given one ``hydra.sweep.dir``: the second is refused in one line while the first
+    lives; the folder of a sweep whose process is gone is reused (a re-run resumes there)."""
+    import json
+    import os
+    import socket
+
+    import psutil
+
+    from classvis import runkeys as keys
+    from classvis.sweep import SWEEP_FILE, sweep_dir_in_use
+
+    parent = psutil.Process(os.getppid())
+    record = {"parent_run_id": "abc", keys.HOST: socket.gethostname(),
+              keys.PID: str(parent.pid), keys.PID_STARTED: f"{parent.create_time():.3f}"}
+    (tmp_path / SWEEP_FILE).write_text(json.dumps(record))
+    with pytest.raises(SystemExit) as refused:
+        sweep_dir_in_use(tmp_path)
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"classvis: error: hydra.sweep.dir: {tmp_path} is in use by the sweep of process "
+        f"{parent.pid} (MLflow run abc); expected a folder of its own (the default, "
+        f"multirun/<date>/<time>, is one per process)"]
+    record[keys.PID_STARTED] = "1.000"               # that PID now names another process
+    (tmp_path / SWEEP_FILE).write_text(json.dumps(record))
+    sweep_dir_in_use(tmp_path)

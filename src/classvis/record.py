@@ -22,7 +22,7 @@ from classvis.lifecycle import while_running
 from classvis.loaders import source_location
 from classvis.models import is_dense
 from classvis.progress import Progress, quiet_mlflow_when
-from classvis.resume import reap_or_skip_running, skip_if_finished
+from classvis.resume import Yielded, claim, reap_or_skip_running, skip_if_finished, yielded
 from classvis.runsettings import RunSettings
 from classvis.synthetic import file_digest
 from classvis.track.connect import connect
@@ -174,48 +174,53 @@ def record_run(cfg: DictConfig, settings: RunSettings, job: Job
     progress = Progress(settings.progress)
     quiet_mlflow_when(not progress.enabled)
     name = job.run_name(settings)
-    with tracked_run(name, tags, settings.tracking.system_metrics,
-                     settings.tracking.heartbeat_every) as run, while_running(run), \
-            contextlib.ExitStack() as stack:
-        run.log_params(flatten(resolved))
-        result = pipeline.run(settings, on_teacher_epoch=lambda epoch, loss: run.log_metrics(
-            {keys.TEACHER_LOSS: loss}, step=epoch), progress=progress, data=data)
-        result.seconds["load"] = result.seconds.get("load", 0.0) + load_seconds
-        logging_started = time.perf_counter()
-        staging = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="classvis-")))
-        folder = staging / "artifacts"
-        folder.mkdir()
-        (folder / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
-        figures = artifacts.write_artifacts(result, folder, name)
-        run.set_tags({keys.TEACHER_ORIGIN: result.teacher_origin,
-                      keys.TEACHER_KEY: result.teacher_key,
-                      keys.CLASS_NAMES: json.dumps(result.class_names)})
-        run.set_tags({keys.TEST_SET: "real" if result.test_unavailable is None
-                      else "unavailable"})
-        if settings.teacher_from.given:
-            run.set_tags({keys.TRAINING_SET: {("train", "test"): "real", ("test",):
-                          "test split only"}.get(settings.real_splits, "none")})
-        if result.privacy_skipped is not None:
-            run.set_tags({keys.PRIVACY_SKIPPED: result.privacy_skipped})
-        if result.swap is not None:
-            run.set_tags({keys.DONOR_TEACHER_ORIGIN: result.swap.donor_origin,
-                          keys.DONOR_TEACHER_KEY: result.swap.donor_key})
-        series = {keys.STUDENT_LOSS: list(enumerate(result.student_losses, start=1))}
-        if result.teacher_origin == "cache":  # the stored curve, so every run shows it
-            series[keys.TEACHER_LOSS] = list(enumerate(result.teacher_losses, start=1))
-        run.log_series(series)
-        if settings.teacher_model_id is not None:  # teacher_from=mlflow: the model it is
-            run.link_model(settings.teacher_model_id)
-        run.log_datasets(runrecords.run_datasets(
-            result, source_location(settings.dataset),
-            f"{run.artifact_uri.rstrip('/')}/{keys.SYNTHETIC_SET_ARTIFACT}"))
-        run.log_models(runrecords.run_models(result, settings.tracking.log_models))
-        figures.draw(folder)
-        run.log_artifacts(folder)
-        metrics = artifacts.run_metrics(result)
-        metrics[keys.LOG_TIME] = time.perf_counter() - logging_started
-        metrics[keys.TOTAL_TIME] = time.perf_counter() - started
-        run.log_metrics(metrics)
+    try:
+        with tracked_run(name, tags, settings.tracking.system_metrics,
+                         settings.tracking.heartbeat_every) as run, while_running(run), \
+                contextlib.ExitStack() as stack:
+            claim(experiment_id, digest, run.run_id, settings)  # two sweeps at once
+            run.log_params(flatten(resolved))
+            result = pipeline.run(settings, on_teacher_epoch=lambda epoch, loss: run.log_metrics(
+                {keys.TEACHER_LOSS: loss}, step=epoch), progress=progress, data=data)
+            result.seconds["load"] = result.seconds.get("load", 0.0) + load_seconds
+            logging_started = time.perf_counter()
+            staging = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="classvis-")))
+            folder = staging / "artifacts"
+            folder.mkdir()
+            (folder / "config.yaml").write_text(OmegaConf.to_yaml(resolved))
+            figures = artifacts.write_artifacts(result, folder, name)
+            run.set_tags({keys.TEACHER_ORIGIN: result.teacher_origin,
+                          keys.TEACHER_KEY: result.teacher_key,
+                          keys.CLASS_NAMES: json.dumps(result.class_names)})
+            run.set_tags({keys.TEST_SET: "real" if result.test_unavailable is None
+                          else "unavailable"})
+            if settings.teacher_from.given:
+                run.set_tags({keys.TRAINING_SET: {("train", "test"): "real", ("test",):
+                              "test split only"}.get(settings.real_splits, "none")})
+            if result.privacy_skipped is not None:
+                run.set_tags({keys.PRIVACY_SKIPPED: result.privacy_skipped})
+            if result.swap is not None:
+                run.set_tags({keys.DONOR_TEACHER_ORIGIN: result.swap.donor_origin,
+                              keys.DONOR_TEACHER_KEY: result.swap.donor_key})
+            series = {keys.STUDENT_LOSS: list(enumerate(result.student_losses, start=1))}
+            if result.teacher_origin == "cache":  # the stored curve, so every run shows it
+                series[keys.TEACHER_LOSS] = list(enumerate(result.teacher_losses, start=1))
+            run.log_series(series)
+            if settings.teacher_model_id is not None:  # teacher_from=mlflow: the model it is
+                run.link_model(settings.teacher_model_id)
+            run.log_datasets(runrecords.run_datasets(
+                result, source_location(settings.dataset),
+                f"{run.artifact_uri.rstrip('/')}/{keys.SYNTHETIC_SET_ARTIFACT}"))
+            run.log_models(runrecords.run_models(result, settings.tracking.log_models))
+            figures.draw(folder)
+            run.log_artifacts(folder)
+            metrics = artifacts.run_metrics(result)
+            metrics[keys.LOG_TIME] = time.perf_counter() - logging_started
+            metrics[keys.TOTAL_TIME] = time.perf_counter() - started
+            run.log_metrics(metrics)
+            claim(experiment_id, digest, run.run_id, settings)  # a slow twin that started first
+    except Yielded as error:
+        return yielded(error, settings, job), None
     line = summary_line(name, result, metrics,
                         run_link(settings.tracking.uri, experiment_id, run.run_id),
                         settings.caveat)

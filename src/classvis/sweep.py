@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -31,7 +32,7 @@ from classvis.report.runs import RunRecord
 from classvis.report.sweep import sweep_table
 from classvis.sweepjobs import missing_data
 from classvis.track.connect import connect
-from classvis.track.liveness import heartbeat, identity
+from classvis.track.liveness import heartbeat, identity, process_alive
 from classvis.track.settings import TrackingSettings, absolute_uri
 from classvis.track.store import Store
 from classvis.validation import parse
@@ -56,6 +57,26 @@ def sweep_record(sweep_dir: Path) -> dict[str, str] | None:
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) and "parent_run_id" in record else None
+
+
+class SweepDirInUse(SystemExit):
+    """Another live sweep writes to this sweep folder."""
+
+
+def sweep_dir_in_use(sweep_dir: Path) -> None:
+    """Refuse, in one line and with exit status 2, a sweep folder that a sweep still running on
+    this host writes to (two sweeps given one ``hydra.sweep.dir``): their jobs' folders and
+    status files would mix. A folder of a sweep that ended is reused (a re-run resumes it)."""
+    record = sweep_record(sweep_dir)
+    if record is None or record.get(keys.PID) in (None, str(os.getpid())):
+        return
+    if record.get(keys.HOST) != socket.gethostname() or not process_alive(record):
+        return
+    print(f"classvis: error: hydra.sweep.dir: {sweep_dir} is in use by the sweep of process "
+          f"{record[keys.PID]} (MLflow run {record['parent_run_id']}); expected a folder of "
+          f"its own (the default, multirun/<date>/<time>, is one per process)",
+          file=sys.stderr, flush=True)
+    raise SweepDirInUse(2)
 
 
 def parent_run_of(sweep_dir: Path) -> str | None:
@@ -121,6 +142,7 @@ class SweepSummary(Callback):
             tags = {keys.KIND: keys.SWEEP_KIND, keys.HYDRA_OVERRIDES: " ".join(overrides),
                     keys.SWEEP_DIR: str(sweep_dir.resolve()), keys.SOURCE_NAME: "train.py",
                     **identity()}
+            sweep_dir_in_use(sweep_dir)
             store = Store(settings.uri)
             for run_id, reason in store.reap_dead_sweeps(experiment_id,
                                                          settings.stale_after_s):
@@ -131,7 +153,9 @@ class SweepSummary(Callback):
             sweep_dir.mkdir(parents=True, exist_ok=True)
             (sweep_dir / SWEEP_FILE).write_text(json.dumps(
                 {"parent_run_id": parent, "experiment_id": experiment_id,
-                 "tracking_uri": settings.uri}, indent=2))
+                 "tracking_uri": settings.uri, **identity()}, indent=2))
+        except SweepDirInUse:
+            raise
         except Exception as error:
             log.warning("could not open the sweep's parent run (the jobs' runs will not be "
                         "nested): %s", error)

@@ -49,7 +49,8 @@ def heartbeat(client: Any, run_id: str, every: float = HEARTBEAT_EVERY) -> Itera
         thread.join(timeout=5)
 
 
-def _process_alive(tags: dict[str, str]) -> bool:
+def process_alive(tags: dict[str, str]) -> bool:
+    """Whether the process that ``identity`` named in ``tags`` (on this host) still runs."""
     import psutil
 
     try:
@@ -61,6 +62,21 @@ def _process_alive(tags: dict[str, str]) -> bool:
         return True  # it exists, or we cannot tell: never kill a run we are unsure of
 
 
+def _death(tags: dict[str, str], start_time_ms: int, stale_after: float) -> str | None:
+    """Why a RUNNING run's process is gone (same host: no such process; another host: no
+    heartbeat for ``stale_after`` seconds), or None while it lives."""
+    here = socket.gethostname()
+    if tags.get(keys.HOST) == here and keys.PID in tags:
+        if process_alive(tags):
+            return None
+        return f"its process {tags[keys.PID]} on {here} is gone (killed)"
+    last = float(tags.get(keys.HEARTBEAT, start_time_ms / 1000))
+    if time.time() - last <= stale_after:
+        return None
+    return (f"no heartbeat from {tags.get(keys.HOST, 'its host')} for "
+            f"{time.time() - last:.0f} s (tracking.stale_after_s={stale_after:g})")
+
+
 def reap(client: Any, experiment_id: str, digest: str, stale_after: float,
          tag: str = keys.CONFIG_DIGEST) -> tuple[list[tuple[str, str]], Any]:
     """Mark the experiment's dead RUNNING runs whose ``tag`` is ``digest`` (by default: of that
@@ -69,19 +85,10 @@ def reap(client: Any, experiment_id: str, digest: str, stale_after: float,
     runs = retrying(functools.partial(
         client.search_runs, [experiment_id],
         filter_string=f"tags.`{tag}` = '{digest}' and attributes.status = 'RUNNING'"))
-    here, now = socket.gethostname(), time.time()
     killed, alive = [], None
     for run in runs:
-        tags = run.data.tags
-        if tags.get(keys.HOST) == here and keys.PID in tags:
-            dead = not _process_alive(tags)
-            reason = f"its process {tags[keys.PID]} on {here} is gone (killed)"
-        else:
-            last = float(tags.get(keys.HEARTBEAT, run.info.start_time / 1000))
-            dead = now - last > stale_after
-            reason = (f"no heartbeat from {tags.get(keys.HOST, 'its host')} for "
-                      f"{now - last:.0f} s (tracking.stale_after_s={stale_after:g})")
-        if not dead:
+        reason = _death(run.data.tags, run.info.start_time, stale_after)
+        if reason is None:
             alive = run
             continue
         run_id = run.info.run_id
@@ -90,3 +97,20 @@ def reap(client: Any, experiment_id: str, digest: str, stale_after: float,
         retrying(functools.partial(client.set_terminated, run_id, status="KILLED"))
         killed.append((run_id, reason))
     return killed, alive
+
+
+def claimants(client: Any, experiment_id: str, digest: str, stale_after: float) -> list[Any]:
+    """The runs that hold config ``digest``: those FINISHED, then those RUNNING whose process
+    lives, each group earliest first (by start time, then run id: an order every process that
+    reads the store agrees on)."""
+    runs = retrying(functools.partial(
+        client.search_runs, [experiment_id],
+        filter_string=f"tags.`{keys.CONFIG_DIGEST}` = '{digest}'", max_results=1000))
+    finished = [run for run in runs if run.info.status == "FINISHED"]
+    running = [run for run in runs if run.info.status == "RUNNING"
+               and _death(run.data.tags, run.info.start_time, stale_after) is None]
+
+    def order(run: Any) -> tuple[int, str]:
+        return int(run.info.start_time or 0), str(run.info.run_id)
+
+    return sorted(finished, key=order) + sorted(running, key=order)

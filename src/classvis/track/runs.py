@@ -11,7 +11,7 @@ from typing import Any
 
 from classvis import runkeys as keys
 from classvis.track.interrupt import INTERRUPTED, Terminated, sigterm_stops_the_run, store_call
-from classvis.track.liveness import heartbeat, identity, reap
+from classvis.track.liveness import claimants, heartbeat, identity, reap
 from classvis.track.models import log_models
 from classvis.track.retry import FAILING_RETRY_S, budget, retrying
 
@@ -47,6 +47,18 @@ def reap_dead_runs(experiment_id: str, digest: str, stale_after: float
     import mlflow
 
     return reap(mlflow.MlflowClient(), experiment_id, digest, stale_after)
+
+
+def config_claimants(experiment_id: str, digest: str, stale_after: float) -> list[Any]:
+    """The runs holding config ``digest``, first holder first (``liveness.claimants``)."""
+    import mlflow
+
+    return claimants(mlflow.MlflowClient(), experiment_id, digest, stale_after)
+
+
+class Withdrawn(Exception):
+    """Raised in a ``tracked_run`` to withdraw the run: another run holds its config. The run
+    ends KILLED with the reason and is deleted (the UI's default view does not list it)."""
 
 
 class TrackedRun:
@@ -147,6 +159,13 @@ def tracked_run(run_name: str, tags: dict[str, str], system_metrics: bool = Fals
             if system_metrics:  # MLflow logs its first sample after one interval: a shorter
                 # run would have none
                 time.sleep(max(0.0, opened + SYSTEM_METRICS_INTERVAL + 0.5 - time.monotonic()))
+    except Withdrawn as error:
+        with contextlib.suppress(Exception):
+            tracked.set_tags({keys.ERROR: f"withdrawn: {error}"[:4000],
+                              keys.STATUS_REASON: "withdrawn"})
+        _end_run(tracked, "KILLED")
+        retrying(lambda: tracked.client.delete_run(tracked.run_id))
+        raise
     except BaseException as error:
         status = "KILLED" if isinstance(error, (KeyboardInterrupt, Terminated)) else "FAILED"
         words = INTERRUPTED if isinstance(error, KeyboardInterrupt) and not str(error) else error
