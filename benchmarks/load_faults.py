@@ -2,6 +2,7 @@
 and sweeps write to one store at once, and when a tracking server restarts mid-sweep.
 
     python benchmarks/load_faults.py [--jobs 16] [--workers 4] [--repeats 3] [--server]
+                                     [--twins 20]
 
 Each repetition starts, at the same moment and into one SQLite store that does not exist yet, a
 sweep of ``--jobs`` digits jobs on ``--workers`` joblib workers and a second sweep of as many
@@ -10,6 +11,10 @@ jobs on the basic launcher. Every run must end FINISHED with its full metric his
 ``--server`` adds a sweep against a local ``mlflow server`` that is stopped mid-sweep and
 restarted within ``tracking.retry_for_s``. Prints one row per case (expected, FINISHED, FAILED,
 KILLED, lost runs) and exits 1 if any run is missing or unfinished.
+
+``--twins N`` starts, N times each, 2 and then 4 copies of one 3-job sweep at the same moment
+into a new store (each in its default sweep folder) and counts configs FINISHED more than once,
+runs left RUNNING (jobs and parents) after every sweep exited, and tracebacks on the consoles.
 """
 
 from __future__ import annotations
@@ -28,16 +33,18 @@ ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, STEPS = 2, 300
 
 
-def sweep(folder: Path, uri: str, seeds: range, name: str, *launcher: str) -> subprocess.Popen:
+def sweep(folder: Path, uri: str, seeds: range, name: str | None, *launcher: str
+          ) -> subprocess.Popen:
+    """A digits sweep over ``seeds``; in ``folder / name``, or its default folder when None."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
+    where = [] if name is None else [f"hydra.sweep.dir={folder / name}"]
     return subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), "-m", "dataset=digits",
          f"seed={','.join(map(str, seeds))}", f"trainer.teacher.epochs={EPOCHS}",
          f"trainer.student.steps={STEPS}", "privacy.enabled=false", f"tracking.uri={uri}",
-         "tracking.experiment=load", "tracking.log_models=none",
-         f"teacher_cache.dir={folder / 'teachers'}", f"hydra.sweep.dir={folder / name}",
-         *launcher],
+         "tracking.experiment=load", "tracking.log_models=none", "progress=false",
+         f"teacher_cache.dir={folder / 'teachers'}", *where, *launcher],
         cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -112,16 +119,70 @@ def server_restarted_mid_sweep(folder: Path, jobs: int) -> tuple[dict[str, int],
     return found, seconds
 
 
+def identical_sweeps_at_once(folder: Path, copies: int) -> tuple[dict[str, int], float]:
+    """``copies`` copies of one 3-job sweep started together into a new store."""
+    import mlflow
+
+    uri = f"sqlite:///{folder / 'twins.db'}"
+    started = time.perf_counter()
+    processes = [sweep(folder, uri, range(3), None) for _ in range(copies)]
+    outputs = [process.communicate(timeout=3600)[0] for process in processes]
+    seconds = time.perf_counter() - started
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("load")
+    runs = [] if experiment is None else client.search_runs([experiment.experiment_id],
+                                                           max_results=5000)
+    finished: dict[str, int] = {}
+    for run in runs:
+        if keys.KIND not in run.data.tags and run.info.status == "FINISHED":
+            finished[run.data.tags["seed"]] = finished.get(run.data.tags["seed"], 0) + 1
+    return {"expected": 3, "FINISHED": sum(finished.values()),
+            "duplicates": sum(n - 1 for n in finished.values()),
+            "lost": 3 - len(finished),
+            "RUNNING": sum(run.info.status == "RUNNING" for run in runs),
+            "parents": sum(keys.KIND in run.data.tags for run in runs),
+            "tracebacks": sum(output.count("Traceback") for output in outputs),
+            "failed exits": sum(process.returncode != 0 for process in processes)}, seconds
+
+
+def twins(tries: int) -> bool:
+    print("| copies | tries | configs FINISHED / expected | duplicates | lost | left RUNNING | "
+          "parent runs | tracebacks | failed exits | wall per try |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    healthy = True
+    for copies in (2, 4):
+        total: dict[str, float] = {}
+        for _ in range(tries):
+            with tempfile.TemporaryDirectory(prefix="classvis-twins-") as temporary:
+                found, seconds = identical_sweeps_at_once(Path(temporary), copies)
+            for key, value in {**found, "seconds": seconds}.items():
+                total[key] = total.get(key, 0) + value
+        print(f"| {copies} | {tries} | {total['FINISHED']:.0f} / {total['expected']:.0f} | "
+              f"{total['duplicates']:.0f} | {total['lost']:.0f} | {total['RUNNING']:.0f} | "
+              f"{total['parents']:.0f} | {total['tracebacks']:.0f} | "
+              f"{total['failed exits']:.0f} | {total['seconds'] / tries:.0f} s |", flush=True)
+        healthy &= not (total["duplicates"] or total["lost"] or total["RUNNING"]
+                        or total["tracebacks"] or total["failed exits"])
+    return healthy
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--server", action="store_true")
+    parser.add_argument("--twins", type=int, default=0,
+                        help="tries of 2 and of 4 identical sweeps started at once")
     args = parser.parse_args()
+    if args.twins:
+        healthy = twins(args.twins)
+        if not args.repeats and not args.server:
+            return 0 if healthy else 1
+    else:
+        healthy = True
     print("| case | expected | FINISHED | FAILED | KILLED | lost | incomplete | wall |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    healthy = True
     for repeat in range(1, args.repeats + 1):
         with tempfile.TemporaryDirectory(prefix="classvis-load-") as temporary:
             found, seconds = two_sweeps_at_once(Path(temporary), args.jobs, args.workers)

@@ -137,6 +137,35 @@ def mlflow_server_at(folder: Path, backend_uri: str, *options: str,
                 os.killpg(server.pid, signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def server_answering(status: int) -> Iterator[str]:
+    """A tracking server that is up but broken: ``/health`` answers 200, its API ``status``
+    (HTTP 500, 503) to every request; yields its URL."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Broken(BaseHTTPRequestHandler):
+        def answer(self) -> None:
+            healthy = self.path.startswith("/health")
+            self.send_response(200 if healthy else status)
+            self.end_headers()
+            self.wfile.write(b"OK" if healthy else b"<html>server error</html>")
+
+        do_GET = do_POST = do_PATCH = do_DELETE = answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Broken)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 class MaliciousPickle:
     """Unpickling this writes ./PWNED: a file that must be refused, never unpickled."""
 

@@ -437,3 +437,83 @@ def test_a_sweep_folder_a_live_sweep_writes_to_is_refused(tmp_path, capsys):
     record[keys.PID_STARTED] = "1.000"               # that PID now names another process
     (tmp_path / SWEEP_FILE).write_text(json.dumps(record))
     sweep_dir_in_use(tmp_path)
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_a_server_that_answers_health_but_fails_its_api_is_one_line(status):
+    """A server up but broken (its API answering HTTP 500 or 503): retried for
+    tracking.retry_for_s, then one error naming tracking.uri and the status."""
+    from conftest import server_answering
+
+    from classvis.track.connect import connect
+    from classvis.track.settings import TrackingSettings
+    from classvis.validation import ConfigError
+
+    with server_answering(status) as url, pytest.raises(ConfigError) as refused:
+        connect(TrackingSettings(url, "broken", retry_for_s=1.0))
+    assert str(refused.value) == (
+        f"tracking.uri: expected an MLflow tracking server that answers its API (it answered "
+        f"HTTP {status}, for 1 s of retries: tracking.retry_for_s), got '{url}'")
+
+
+@pytest.mark.slow
+def test_a_run_against_a_broken_server_exits_with_one_error_line(tmp_path):
+    import os
+
+    from conftest import server_answering
+
+    environment = {**os.environ}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    with server_answering(503) as url:
+        result = subprocess.run([sys.executable, str(ROOT / "train.py"), "dataset=digits",
+                                 f"tracking.uri={url}", "tracking.retry_for_s=2"], cwd=tmp_path,
+                                env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("classvis: error")]
+    assert errors == [f"classvis: error: tracking.uri: expected an MLflow tracking server that "
+                      f"answers its API (it answered HTTP 503, for 2 s of retries: "
+                      f"tracking.retry_for_s), got '{url}'"]
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_last_write_fails_ends_its_parent_failed_with_the_reason(tmp_path):
+    """The parent's artifacts cannot be written at the sweep's end (here a file stands where its
+    artifact folder goes; a full disk alike): the sweep says so in one line, exits 1, and its
+    parent run ends FAILED with the reason instead of staying RUNNING."""
+    import json
+    import os
+    import time
+
+    import mlflow
+
+    from classvis.sweep import SWEEP_FILE
+
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    sweep = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "-m", "dataset=digits", "seed=0,1",
+         "trainer.teacher.epochs=2", "trainer.student.steps=3000", "privacy.enabled=false",
+         f"tracking.uri={uri}", "tracking.experiment=lastwrite", "tracking.log_models=none",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path, env=environment, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    record = tmp_path / "sweep" / SWEEP_FILE
+    deadline = time.monotonic() + 240
+    while not record.exists() and sweep.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    parent = json.loads(record.read_text())["parent_run_id"]
+    blocker = tmp_path / "mlartifacts" / "lastwrite" / parent
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a folder")
+    out, err = sweep.communicate(timeout=600)
+    assert sweep.returncode == 1, err[-3000:]
+    assert "2 jobs: 2 succeeded" in out
+    assert "Traceback" not in out + err
+    told = [line for line in err.splitlines() if line.startswith("classvis: error")]
+    assert len(told) == 1 and told[0].startswith(
+        f"classvis: error: could not record the sweep in its parent run {parent}: ")
+    assert told[0].endswith("; it is marked FAILED with the reason")
+    run = mlflow.MlflowClient(tracking_uri=uri).get_run(parent)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"].startswith("could not record the sweep: ")

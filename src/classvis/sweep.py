@@ -33,6 +33,7 @@ from classvis.report.sweep import sweep_table
 from classvis.sweepjobs import missing_data
 from classvis.track.connect import connect
 from classvis.track.liveness import heartbeat, identity, process_alive
+from classvis.track.retry import FAILING_RETRY_S, retrying
 from classvis.track.settings import TrackingSettings, absolute_uri
 from classvis.track.store import Store
 from classvis.validation import parse
@@ -185,8 +186,15 @@ class SweepSummary(Callback):
         if sweep is not None:
             try:
                 close_parent(sweep_dir, sweep, records)
-            except Exception as error:
-                log.warning("could not record the sweep in its parent run %s: %s", parent, error)
+            except Exception as error:  # a full disk, a read-only store
+                told = f"{type(error).__name__}: {error}".splitlines()[0][:1000]
+                ended = end_parent_failed(sweep, f"could not record the sweep: {told}")
+                print(f"classvis: error: could not record the sweep in its parent run {parent}: "
+                      f"{told}; " + ("it is marked FAILED with the reason" if ended else
+                                     "it stays RUNNING until the next sweep into its "
+                                     "experiment marks it KILLED"),
+                      file=sys.stderr, flush=True)
+                raise SystemExit(1) from None
         if failed:
             raise SystemExit(1)
 
@@ -263,6 +271,20 @@ def close_parent(sweep_dir: Path, sweep: dict[str, str], records: list[dict[str,
             tags[keys.ERROR] = f"{counts['FAILED']} of {len(records)} jobs failed"
         store.end_run(parent, "FAILED" if counts["FAILED"] else "FINISHED", metrics, tags,
                       folder, "sweep")
+
+
+def end_parent_failed(sweep: dict[str, str], reason: str) -> bool:
+    """End the sweep's parent run FAILED with ``reason``, briefly retried, writing nothing else
+    (what failed to be written may fail again); whether it could."""
+    parent, store = sweep["parent_run_id"], Store(sweep["tracking_uri"])
+    try:
+        retrying(lambda: store.client.set_tag(parent, keys.ERROR, reason),
+                 retry_for_s=FAILING_RETRY_S)
+        retrying(lambda: store.client.set_terminated(parent, status="FAILED"),
+                 retry_for_s=FAILING_RETRY_S)
+    except Exception:
+        return False
+    return True
 
 
 def fail_parent(sweep_dir: Path, reason: str) -> None:

@@ -3,12 +3,13 @@ checked for an answer first, the experiment found or created."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
 
 from classvis.filelock import locked
-from classvis.track.retry import is_transient, retrying, set_budget
+from classvis.track.retry import budget, is_transient, retrying, set_budget
 from classvis.track.settings import TrackingSettings
 from classvis.validation import ConfigError
 
@@ -31,7 +32,7 @@ def _prepare(uri: str) -> None:
     import mlflow
 
     if uri.startswith(("http://", "https://")):
-        _check_server(uri)
+        _check_server(uri, timeout=min(10.0, max(1.0, budget())))
     path = TrackingSettings(uri, "-").sqlite_path
     if path is None:
         return
@@ -62,7 +63,16 @@ def _check_server(uri: str, timeout: float = 10.0) -> None:
     except (urllib.error.URLError, OSError) as error:
         reason = str(getattr(error, "reason", error))
     raise ConfigError("tracking.uri", f"a reachable MLflow tracking server (its /health did "
-                      f"not answer within {timeout:.0f} s: {reason})", uri)
+                      f"not answer within {timeout:g} s: {reason})", uri)
+
+
+def _http_status(message: str) -> int | None:
+    """The HTTP error status in an MLflow client error, if it names one (``too many 500 error
+    responses``, ``Response code 503``)."""
+    found = (re.search(r"too many (\d{3}) error responses", message)
+             or re.search(r"[Rr]esponse code (\d{3})", message)
+             or re.search(r"\bHTTP (\d{3})\b", message))
+    return int(found.group(1)) if found else None
 
 
 def connect(settings: TrackingSettings) -> str:
@@ -72,6 +82,9 @@ def connect(settings: TrackingSettings) -> str:
     experiment, and a busy SQLite store is retried.
     """
     set_budget(settings.retry_for_s)
+    # MLflow's SQL store logs every database error it re-raises at ERROR, traceback and all
+    # (18 of them when a store turns read-only mid-sweep); each failure is told in one line here
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     if settings.uri.startswith(("http://", "https://")):
         # MLflow's client would retry a dead server for minutes per call, silently; classvis
         # retries each call itself, saying so, for tracking.retry_for_s
@@ -105,6 +118,14 @@ def connect(settings: TrackingSettings) -> str:
                 return existing.experiment_id
             raise
 
-    experiment_id = retrying(get_or_create)
+    try:
+        experiment_id = retrying(get_or_create)
+    except MlflowException as error:
+        status = _http_status(str(error))
+        if status is None:
+            raise
+        raise ConfigError("tracking.uri", f"an MLflow tracking server that answers its API (it "
+                          f"answered HTTP {status}, for {settings.retry_for_s:g} s of retries: "
+                          f"tracking.retry_for_s)", settings.uri) from None
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
