@@ -118,3 +118,42 @@ def test_a_damaged_entry_is_reported_in_one_line_and_retrained(tmp_path, caplog,
                     strict=True):
         assert torch.equal(a, b)  # the same seed retrains the same teacher
     assert obtain(tmp_path, data)[0].origin == "cache"  # and the entry is sound again
+
+
+def test_a_consistent_entry_with_wrong_weights_is_caught_by_its_test_accuracy(tmp_path, caplog):
+    """Weight rows reversed and the digest recomputed: the bytes check out, the teacher does not;
+    its test accuracy, measured again on load against the one recorded, discards it."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from classvis.integrity import DIGEST_KEY, tensors_digest
+
+    data = toy_data()
+    first, _ = obtain(tmp_path, data)
+    (cached,) = tmp_path.glob("*.safetensors")
+    with safe_open(str(cached), framework="pt") as handle:
+        header = handle.metadata()
+        state = {name: handle.get_tensor(name) for name in handle.keys()}
+    recorded = float(header["test_accuracy"])
+    assert recorded > 0.5
+    state = {name: tensor.flip(0).contiguous() for name, tensor in state.items()}
+    save_file(state, str(cached), metadata={**header, DIGEST_KEY: tensors_digest(state)})
+    with caplog.at_level("WARNING", logger="classvis"):
+        again, trained = obtain(tmp_path, data)
+    assert (again.origin, trained) == ("trained", 1)
+    (line,) = [r.getMessage() for r in caplog.records if "teacher cache" in r.getMessage()]
+    assert f"where {recorded:.2%} was recorded when it was trained" in line
+    assert obtain(tmp_path, data)[0].origin == "cache"
+
+
+def test_an_entry_replaced_by_another_kind_of_file_says_why_it_is_retrained(tmp_path, caplog):
+    from safetensors.torch import save_file
+
+    data = toy_data()
+    obtain(tmp_path, data)
+    (cached,) = tmp_path.glob("*.safetensors")
+    save_file({"weight": torch.zeros(2, 2)}, str(cached), metadata={"format": "pt"})
+    with caplog.at_level("WARNING", logger="classvis"):
+        assert obtain(tmp_path, data)[1] == 1
+    (line,) = [r.getMessage() for r in caplog.records if "teacher cache" in r.getMessage()]
+    assert "it is not a classvis teacher entry (format 'pt', expected classvis.teacher/3)" in line

@@ -26,6 +26,7 @@ from torch import nn
 from classvis import fit as fit_module
 from classvis import models, optim
 from classvis.data import ImageData
+from classvis.evaluate import predict
 from classvis.filelock import locked
 from classvis.fit import TeacherTraining
 from classvis.integrity import DIGEST_KEY, damage, tensors_digest
@@ -33,7 +34,10 @@ from classvis.models import ArchitectureSettings
 from classvis.validation import require, writable_folder
 
 log = logging.getLogger(__name__)
-FORMAT = "classvis.teacher/2"  # 2: the header holds the weights' sha256
+FORMAT = "classvis.teacher/3"  # 2: the header holds the weights' sha256; 3: the test accuracy
+# how far the re-measured test accuracy of a loaded entry may differ from the one recorded when
+# it was trained (another device or BLAS can flip a few borderline predictions), as a fraction
+ACCURACY_TOLERANCE = 0.005
 
 
 @dataclass(frozen=True)
@@ -81,34 +85,62 @@ class ObtainedTeacher:
     key: str
 
 
-def _load(path: Path, model: nn.Module, key: str) -> list[float] | None:
+def test_accuracy(model: nn.Module, data: ImageData) -> float | None:
+    """The teacher's accuracy on the data's test split (None without one): recorded in the entry
+    when it is trained, measured again when it is loaded."""
+    if not len(data.test_x):
+        return None
+    predicted = torch.from_numpy(predict(model, data.test_x))
+    return float((predicted == data.test_y.cpu()).double().mean())
+
+
+def _load(path: Path, model: nn.Module, key: str, data: ImageData) -> list[float] | None:
     """The cached weights, loaded into ``model``, and the epoch losses; None (and one line saying
-    why, unless the entry is merely of an older format) when the entry cannot be trusted: it is
-    then retrained and overwritten."""
+    why) when the entry cannot be trusted: it is then retrained and overwritten. A digest proves
+    the bytes are whole, not that they are this teacher: the test accuracy recorded at training
+    is measured again, and a difference beyond ``ACCURACY_TOLERANCE`` discards the entry."""
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
-            if header.get("format") != FORMAT:
-                return None
             state = {name: handle.get_tensor(name) for name in handle.keys()}
-        why = damage(state, header) if header.get("key") == key else "it holds another teacher"
+        found = header.get("format")
+        why: str | None
+        if found != FORMAT:
+            why = (f"it is of an older format ({found}, expected {FORMAT})"
+                   if str(found).startswith("classvis.teacher/") else
+                   f"it is not a classvis teacher entry (format {found!r}, expected {FORMAT})")
+        elif header.get("key") != key:
+            why = "it holds another teacher"
+        else:
+            why = damage(state, header)
         if why is None:
             model.load_state_dict(state, strict=True)
-            return [float(loss) for loss in json.loads(header["epoch_losses"])]
+            recorded, measured = header.get("test_accuracy", ""), test_accuracy(model, data)
+            if recorded and measured is not None and abs(
+                    float(recorded) - measured) > ACCURACY_TOLERANCE:
+                why = (f"its test accuracy is {measured:.2%} where {float(recorded):.2%} was "
+                       f"recorded when it was trained (consistent bytes, wrong weights)")
+            else:
+                return [float(loss) for loss in json.loads(header["epoch_losses"])]
     except Exception as error:  # truncated, unreadable or foreign
         why = f"it cannot be read ({type(error).__name__}: {error})".splitlines()[0]
     log.warning("discarding teacher cache entry %s: %s; training the teacher again", path, why)
     return None
 
 
-def _save(path: Path, model: nn.Module, key: str, material: dict, losses: list[float]) -> None:
+def _save(path: Path, model: nn.Module, key: str, material: dict, losses: list[float],
+          data: ImageData) -> None:
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    training = model.training
+    accuracy = test_accuracy(model, data)
+    model.train(training)  # as it was handed over
     # stored from the CPU, so a teacher trained on any device loads on any other
     state = {name: tensor.detach().cpu().contiguous()
              for name, tensor in model.state_dict().items()}
     save_file(state, str(partial), metadata={
         "format": FORMAT, "key": key, "material": json.dumps(material, sort_keys=True),
-        "epoch_losses": json.dumps(losses), DIGEST_KEY: tensors_digest(state)})
+        "epoch_losses": json.dumps(losses), DIGEST_KEY: tensors_digest(state),
+        "test_accuracy": "" if accuracy is None else repr(accuracy)})
     os.replace(partial, path)
 
 
@@ -124,11 +156,11 @@ def obtain_teacher(settings: TeacherCacheSettings, data: ImageData, key: str, ma
     with locked(path.with_suffix(".lock")):
         if path.exists():
             model = build()
-            losses = _load(path, model, key)
+            losses = _load(path, model, key, data)
             if losses is not None:
                 model.eval()
                 return ObtainedTeacher(model, losses, "cache", key)
         model = build()
         losses = train(model)
-        _save(path, model, key, material, losses)
+        _save(path, model, key, material, losses, data)
         return ObtainedTeacher(model, losses, "trained", key)
