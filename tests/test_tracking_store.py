@@ -321,6 +321,50 @@ def test_joblib_workers_stop_with_their_killed_sweep(tmp_path):
 
 
 @pytest.mark.slow
+def test_joblib_workers_of_a_sweep_killed_while_they_start_stop_before_any_job(tmp_path):
+    """SIGKILL to the sweep's process while its joblib workers are still starting (no run open
+    yet): each worker, reparented, stops at its first job instead of running it."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    uri = f"sqlite:///{tmp_path / 'store.db'}"
+    sweep = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), "-m", "dataset=digits", "seed=0,1,2,3",
+         "trainer.teacher.epochs=2", f"tracking.uri={uri}", "tracking.experiment=startup",
+         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={tmp_path}/s",
+         "privacy.enabled=false"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    deadline = time.monotonic() + 180
+    workers: list = []
+    while time.monotonic() < deadline and sweep.poll() is None:
+        workers = [child for child in psutil.Process(sweep.pid).children()
+                   if "loky" in " ".join(child.cmdline()).lower()]
+        if len([w for w in workers if "LokyProcess" in " ".join(w.cmdline())]) >= 2:
+            break
+        time.sleep(0.05)
+    assert workers and not runs_so_far(tmp_path / "store.db", "startup"), "no start-up phase"
+    os.kill(sweep.pid, signal.SIGKILL)
+    _, err = sweep.communicate(timeout=60)
+    group = [p for p in psutil.process_iter() if _in_group(p, sweep.pid)]
+    gone, alive = psutil.wait_procs(group, timeout=60)
+    assert not alive, f"outlived their sweep: {[' '.join(p.cmdline())[:80] for p in alive]}"
+    assert runs_so_far(tmp_path / "store.db", "startup") == []
+
+
+def _in_group(process, group: int) -> bool:
+    import os
+
+    try:
+        return os.getpgid(process.pid) == group
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
 def test_two_sweeps_at_once_into_a_new_store_lose_nothing():
     """benchmarks/load_faults.py at a small scale: a joblib sweep and a basic sweep started at the
     same moment into a store that does not exist yet; every run FINISHED with its full metric

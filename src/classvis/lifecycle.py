@@ -7,6 +7,7 @@ import contextlib
 import functools
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from classvis import runkeys as keys
-from classvis.sweep import SWEEP_PID
+from classvis.sweep import SWEEP_HOST, SWEEP_PID, SWEEP_STARTED
 from classvis.track.retry import retrying
 
 ORPHAN_GRACE_S = 15.0  # after its sweep died, how long a worker's run has to end KILLED
@@ -29,9 +30,14 @@ def stop_with_the_sweep() -> None:
     (SIGTERM), then the worker exits."""
     global _watching_the_sweep
     sweep = os.environ.get(SWEEP_PID)
-    if _watching_the_sweep or sweep is None or int(sweep) == os.getpid() or (
-            os.getppid() != int(sweep)):
+    if _watching_the_sweep or sweep is None or int(sweep) == os.getpid():
         return
+    if os.getppid() != int(sweep):
+        if _sweep_died(int(sweep)):  # killed while this worker was starting: stop before any run
+            print(f"classvis: the sweep's process (pid {sweep}) is gone; this worker "
+                  f"(pid {os.getpid()}) stops before its job", file=sys.stderr, flush=True)
+            sweep_gone.set()
+        return  # else not the sweep's child (a Slurm job on another node)
     _watching_the_sweep = True
 
     def watch() -> None:
@@ -51,6 +57,24 @@ def stop_with_the_sweep() -> None:
         os._exit(128 + signal.SIGTERM)
 
     threading.Thread(target=watch, name="classvis-sweep-watch", daemon=True).start()
+
+
+def _sweep_died(pid: int) -> bool:
+    """Whether the sweep process ``pid`` that started this one on this host has ended (its PID
+    gone, or taken by a process that started later)."""
+    import psutil
+
+    if os.environ.get(SWEEP_HOST) != socket.gethostname():
+        return False
+    try:
+        started = float(os.environ.get(SWEEP_STARTED, "nan"))
+        process = psutil.Process(pid)
+        return (abs(process.create_time() - started) >= 1.0
+                or process.status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+    except (psutil.AccessDenied, ValueError):
+        return False
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from classvis import runkeys as keys
+from classvis import watchdog
 from classvis.from_config import resolved_mapping
 from classvis.report.runs import RunRecord
 from classvis.report.sweep import sweep_table
@@ -122,12 +123,17 @@ def job_records(sweep_dir: Path) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: (r.get("job") is None, r.get("job") or 0))
 
 
-SWEEP_PID = "CLASSVIS_SWEEP_PID"  # the sweep's process, for the worker processes it starts
+SWEEP_PID = watchdog.PID_VARIABLE  # the sweep's process, for the worker processes it starts
+SWEEP_STARTED = watchdog.STARTED_VARIABLE  # its start time (a reused PID is another process)
+SWEEP_HOST = "CLASSVIS_SWEEP_HOST"
 
 
 class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        os.environ[SWEEP_PID] = str(os.getpid())  # inherited by joblib's worker processes
+        os.environ.update(  # inherited by joblib's worker processes
+            {SWEEP_PID: str(os.getpid()), SWEEP_HOST: socket.gethostname(),
+             SWEEP_STARTED: identity()[keys.PID_STARTED]})
+        watchdog.start(os.getpid(), os.environ[SWEEP_STARTED])  # stops what a killed sweep leaves
         refuse_missing_data(config)
         try:
             tracking = resolved_mapping(config.tracking, "tracking")

@@ -55,7 +55,8 @@ def process_alive(tags: dict[str, str]) -> bool:
 
     try:
         process = psutil.Process(int(tags[keys.PID]))
-        return abs(process.create_time() - float(tags[keys.PID_STARTED])) < 1.0
+        return (abs(process.create_time() - float(tags[keys.PID_STARTED])) < 1.0
+                and process.status() != psutil.STATUS_ZOMBIE)  # ended, not yet waited for
     except psutil.NoSuchProcess:
         return False
     except (psutil.AccessDenied, KeyError, ValueError):
