@@ -171,14 +171,15 @@ def test_sigterm_inside_a_store_call_waits_for_the_call_then_stops_the_run(tmp_p
 
 @pytest.mark.slow
 def test_a_sweep_killed_mid_job_is_completed_by_its_rerun_and_the_dead_run_marked(tmp_path):
-    """SIGKILL (out of memory, pre-emption) during the second of three jobs leaves its run
-    RUNNING; the re-run of the sweep marks it KILLED with the reason, skips the finished job, runs
-    the other two, and ends with the full set FINISHED."""
+    """SIGKILL during the second of three jobs, to the sweep and its watchdog alike (a machine
+    lost, pre-emption) leaves its run RUNNING; the re-run of the sweep marks it KILLED with the
+    reason, skips the finished job, runs the other two, and ends with the full set FINISHED."""
     import os
     import signal
     import time
 
     import mlflow
+    import psutil
 
     uri = f"sqlite:///{tmp_path / 'store.db'}"
     sweep = [sys.executable, str(ROOT / "train.py"), "-m", "dataset=digits", "seed=0,1,2",
@@ -199,6 +200,12 @@ def test_a_sweep_killed_mid_job_is_completed_by_its_rerun_and_the_dead_run_marke
     else:
         first.kill()
         pytest.fail("the second job never started: " + first.communicate()[1][-2000:])
+    watchdogs = [p for p in psutil.process_iter(["cmdline"])
+                 if "classvis.watchdog" in " ".join(p.info["cmdline"] or ())
+                 and str(first.pid) in (p.info["cmdline"] or ())]
+    assert len(watchdogs) == 1
+    for process in watchdogs:
+        process.kill()
     os.killpg(first.pid, signal.SIGKILL)
     first.communicate(timeout=60)
     stuck = [run for run in runs() if run.info.status == "RUNNING"]
@@ -318,6 +325,19 @@ def test_joblib_workers_stop_with_their_killed_sweep(tmp_path):
     assert sorted(run.info.status for run in final) == ["KILLED", "KILLED"]
     assert all(run.data.tags["error"].startswith(("Killed: its sweep's process",
                                                   "Terminated: SIGTERM")) for run in final)
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("orphans").experiment_id
+    deadline = time.monotonic() + 60  # the sweep's watchdog ends its parent run
+    while time.monotonic() < deadline:
+        (parent,) = client.search_runs([experiment], "tags.`classvis.kind` = 'sweep'")
+        if parent.info.status != "RUNNING":
+            break
+        time.sleep(0.5)
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags["error"] == (f"Killed: its sweep's process {sweep.pid} ended before "
+                                         f"it could end this run")
 
 
 @pytest.mark.slow

@@ -133,7 +133,9 @@ class SweepSummary(Callback):
         os.environ.update(  # inherited by joblib's worker processes
             {SWEEP_PID: str(os.getpid()), SWEEP_HOST: socket.gethostname(),
              SWEEP_STARTED: identity()[keys.PID_STARTED]})
-        watchdog.start(os.getpid(), os.environ[SWEEP_STARTED])  # stops what a killed sweep leaves
+        # stops what a killed sweep leaves, and ends its runs
+        watchdog.start(os.getpid(), os.environ[SWEEP_STARTED],
+                       Path(config.hydra.sweep.dir).resolve() / SWEEP_FILE)
         refuse_missing_data(config)
         try:
             tracking = resolved_mapping(config.tracking, "tracking")
@@ -192,9 +194,12 @@ class SweepSummary(Callback):
         if sweep is not None:
             try:
                 close_parent(sweep_dir, sweep, records)
+                mark_ended(sweep_dir)
             except Exception as error:  # a full disk, a read-only store
                 told = f"{type(error).__name__}: {error}".splitlines()[0][:1000]
                 ended = end_parent_failed(sweep, f"could not record the sweep: {told}")
+                if ended:
+                    mark_ended(sweep_dir)
                 print(f"classvis: error: could not record the sweep in its parent run {parent}: "
                       f"{told}; " + ("it is marked FAILED with the reason" if ended else
                                      "it stays RUNNING until the next sweep into its "
@@ -279,6 +284,14 @@ def close_parent(sweep_dir: Path, sweep: dict[str, str], records: list[dict[str,
                       folder, "sweep")
 
 
+def mark_ended(sweep_dir: Path) -> None:
+    """Note in the sweep record that the parent run is ended (the watchdog leaves it alone)."""
+    with contextlib.suppress(OSError, ValueError):
+        path = sweep_dir / SWEEP_FILE
+        path.write_text(json.dumps({**json.loads(path.read_text()), watchdog.ENDED: True},
+                                   indent=2))
+
+
 def end_parent_failed(sweep: dict[str, str], reason: str) -> bool:
     """End the sweep's parent run FAILED with ``reason``, briefly retried, writing nothing else
     (what failed to be written may fail again); whether it could."""
@@ -304,5 +317,6 @@ def fail_parent(sweep_dir: Path, reason: str) -> None:
     try:
         Store(record["tracking_uri"]).end_run(parent, "FAILED", {}, {keys.ERROR: reason}, None,
                                               "sweep")
+        mark_ended(sweep_dir)
     except Exception as error:
         log.warning("could not end the sweep's parent run %s: %s", parent, error)

@@ -7,18 +7,22 @@ open: no watcher inside a worker can help there. So the sweep starts this proces
 (``start``); it waits for the sweep's process to end, then sends SIGTERM to every process of this
 user that inherited the sweep's identity (``CLASSVIS_SWEEP_PID`` and its start time in the
 environment), and SIGKILL to those still alive ``grace_s`` later. A job's run ends KILLED on the
-SIGTERM (``track.interrupt``). Only the standard library and psutil, so it starts in a blink.
+SIGTERM (``track.interrupt``). When the sweep did not end its parent run (killed, it could not),
+the watchdog marks the parent KILLED, and the children whose process is gone too. Until then it
+needs only the standard library and psutil, so it starts in a blink.
 
-    python -m classvis.watchdog <sweep pid> <its start time> [grace_s]
+    python -m classvis.watchdog <sweep pid> <its start time> <sweep record file> [grace_s]
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 PID_VARIABLE = "CLASSVIS_SWEEP_PID"
 STARTED_VARIABLE = "CLASSVIS_SWEEP_STARTED"
@@ -26,12 +30,17 @@ GRACE_S = 20.0  # how long a left-behind job has to end its run KILLED before SI
 POLL_S = 0.5
 
 
-def start(sweep_pid: int, started: str) -> None:
+ENDED = "ended"  # set in the sweep record once the sweep has ended its parent run
+
+
+def start(sweep_pid: int, started: str, record: Path) -> None:
     """Start the watchdog of the sweep ``sweep_pid`` (this process), in a session of its own so a
-    signal to the sweep's process group does not reach it."""
+    signal to the sweep's process group does not reach it; ``record``: the sweep's record file
+    (``sweep.SWEEP_FILE``), written once the parent run exists."""
     environment = {key: value for key, value in os.environ.items()
                    if key not in (PID_VARIABLE, STARTED_VARIABLE)}
-    subprocess.Popen([sys.executable, "-m", "classvis.watchdog", str(sweep_pid), started],
+    subprocess.Popen([sys.executable, "-m", "classvis.watchdog", str(sweep_pid), started,
+                      str(record)],
                      env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
 
@@ -65,7 +74,7 @@ def left_behind(sweep_pid: int, started: str) -> list:
     return found
 
 
-def watch(sweep_pid: int, started: str, grace_s: float = GRACE_S) -> int:
+def watch(sweep_pid: int, started: str, record: Path, grace_s: float = GRACE_S) -> int:
     """Wait for the sweep to end, then stop what it left; how many processes were stopped."""
     import psutil
 
@@ -83,8 +92,36 @@ def watch(sweep_pid: int, started: str, grace_s: float = GRACE_S) -> int:
             process.kill()
         except psutil.Error:
             continue
+    close_records(record, sweep_pid)
     return len(stragglers)
 
 
+def close_records(record: Path, sweep_pid: int) -> None:
+    """Mark the parent run of a sweep that died before ending it KILLED, with the reason, and its
+    children whose process is gone."""
+    try:
+        sweep = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return  # no parent run was opened
+    if sweep.get(ENDED) or sweep.get("classvis.pid") != str(sweep_pid):
+        return
+    from classvis import runkeys as keys
+    from classvis.track.liveness import reap
+    from classvis.track.retry import retrying
+    from classvis.track.store import Store
+
+    client, parent = Store(sweep["tracking_uri"]).client, sweep["parent_run_id"]
+    reason = f"Killed: its sweep's process {sweep_pid} ended before it could end this run"
+    try:
+        reap(client, sweep["experiment_id"], parent, float("inf"), tag=keys.PARENT_RUN)
+        if retrying(lambda: client.get_run(parent)).info.status == "RUNNING":
+            retrying(lambda: client.set_tag(parent, keys.ERROR, reason))
+            retrying(lambda: client.set_tag(parent, keys.STATUS_REASON, "killed"))
+            retrying(lambda: client.set_terminated(parent, status="KILLED"))
+    except Exception:  # a store gone too: the next sweep marks them (``liveness``)
+        return
+
+
 if __name__ == "__main__":
-    watch(int(sys.argv[1]), sys.argv[2], float(sys.argv[3]) if len(sys.argv) > 3 else GRACE_S)
+    watch(int(sys.argv[1]), sys.argv[2], Path(sys.argv[3]),
+          float(sys.argv[4]) if len(sys.argv) > 4 else GRACE_S)
