@@ -61,17 +61,17 @@ def test_rerun_sweep_skips_finished_jobs_unless_forced(tmp_path):
 def test_parallel_joblib_sweep_into_sqlite_loses_nothing(tmp_path):
     db = tmp_path / "store.db"
     result = train(tmp_path, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *FAST,
-                   "seed=0,1,2,3,4,5", f"tracking.uri=sqlite:///{db}",
+                   "seed=0,1,2,3", f"tracking.uri=sqlite:///{db}",
                    "tracking.experiment=parallel", f"hydra.sweep.dir={tmp_path}/sweep")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "6 jobs: 6 succeeded, 0 skipped" in result.stdout
+    assert "4 jobs: 4 succeeded, 0 skipped" in result.stdout
     assert "database is locked" not in result.stderr.lower()
     runs = runs_of(db, "parallel")
-    assert sorted(r.data.tags["seed"] for r in runs) == [str(seed) for seed in range(6)]
+    assert sorted(r.data.tags["seed"] for r in runs) == [str(seed) for seed in range(4)]
     assert {r.info.status for r in runs} == {"FINISHED"}
     (parent,) = sweeps_of(db, "parallel")  # the workers' runs are nested under it too
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
-    assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/finished"] == 6.0
+    assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/finished"] == 4.0
     client = client_for(db)
     metric_counts = {len(r.data.metrics) for r in runs}
     assert len(metric_counts) == 1 and metric_counts.pop() > 70

@@ -52,8 +52,7 @@ def test_a_server_restarting_mid_sweep_is_waited_for_and_one_gone_too_long_fails
         tmp_path):
     """The server stops during a job's run: restarted within ``tracking.retry_for_s``, the jobs
     wait (saying so) and the sweep ends with every run FINISHED; gone for longer, the job fails
-    with the reason once the time is up, and a re-run once the server is back completes the set
-    (the run left RUNNING by the failed job is marked KILLED)."""
+    with the reason once the time is up, within a minute."""
     import os
     import subprocess
     import sys
@@ -109,10 +108,5 @@ def test_a_server_restarting_mid_sweep_is_waited_for_and_one_gone_too_long_fails
     assert second.returncode != 0
     assert "giving up" in out and "1 jobs: 0 succeeded" in out, out[-3000:]
     assert "RUNNING, 1 failed" in out
-    with mlflow_server_at(tmp_path, backend, *options, port=port):
-        assert [run.info.status for run in runs("2")] == ["RUNNING"]
-        third = sweep("2", 90, "c")
-        out, _ = third.communicate(timeout=300)
-        assert third.returncode == 0, out[-3000:]
-        assert "marked MLflow run" in out and "KILLED" in out
-        assert sorted(run.info.status for run in runs("2")) == ["FINISHED", "KILLED"]
+    # its run, left RUNNING while the server was gone, is marked KILLED by the next job of that
+    # config (or by the sweep's watchdog); tests/test_tracking_store.py -k killed_mid_job

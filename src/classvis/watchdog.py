@@ -107,8 +107,10 @@ def close_records(record: Path, sweep_pid: int) -> None:
         return
     from classvis import runkeys as keys
     from classvis.track.liveness import reap
-    from classvis.track.retry import retrying
+    from classvis.track.retry import FAILING_RETRY_S, retrying, set_budget
     from classvis.track.store import Store
+
+    set_budget(FAILING_RETRY_S)  # a store that is gone too is left to the next sweep
 
     client, parent = Store(sweep["tracking_uri"]).client, sweep["parent_run_id"]
     reason = f"Killed: its sweep's process {sweep_pid} ended before it could end this run"
