@@ -17,6 +17,7 @@ CORE = ["classvis.pipeline", "classvis.stages", "classvis.runsettings", "classvi
 
 FRAMEWORKS = ("mlflow", "omegaconf", "hydra")
 EDGE = ("classvis.track", "classvis.app", "classvis.from_config", "classvis.sweep",
+        "classvis.sweepresult",
         "classvis.record")
 # the tracking group's settings: plain dataclasses in a package whose face imports nothing
 SETTINGS_ONLY = {"classvis.track", "classvis.track.settings"}
