@@ -176,7 +176,7 @@ def test_train_py_without_data_logs_agreement_and_says_privacy_was_skipped(tmp_p
          "teacher.network._target_=user_networks.AnyShape", "teacher.height=12",
          "teacher.width=12", f"teacher_from.path={tmp_path / 'net.safetensors'}",
          "extractor.steps=5", "extractor.per_class=2", "trainer.student.steps=20", "device=cpu",
-         f"tracking.uri={store}"],
+         "tracking.per_class_metrics=true", f"tracking.uri={store}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
         env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "tests")})
     assert done.returncode == 0, done.stderr
@@ -189,7 +189,7 @@ def test_train_py_without_data_logs_agreement_and_says_privacy_was_skipped(tmp_p
     tags, metrics = run.data.tags, run.data.metrics
     assert tags["test_set"] == "unavailable" and tags["training_set"] == "none"
     assert tags["privacy_skipped"].startswith("no training images")
-    assert json.loads(tags["class_names"]) == [str(c) for c in range(10)]
+    assert json.loads(tags["classvis.class_names"]) == [str(c) for c in range(10)]
     assert "student/accuracy" not in metrics
     assert {"student/synthetic_agreement", "student/view_agreement",
             "teacher/synthetic_confidence", "teacher/synthetic_confidence/0"} <= set(metrics)

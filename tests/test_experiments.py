@@ -206,21 +206,23 @@ def test_section8_and_section10_presets_run_and_report(tmp_path, capsys):
     swap = swaps["3 from 3-vs-4"]
     # the donor teacher is the 3-vs-4 teacher trained by the subset run: reused, not retrained
     subset = next(r for r in runs if r.data.tags.get("classes") == '["3", "4"]')
-    assert swap.data.tags["donor_teacher_key"] == subset.data.tags["teacher_key"]
+    assert swap.data.tags["classvis.donor_teacher_key"] == subset.data.tags["classvis.teacher_key"]
     assert swap.data.tags["donor_teacher_origin"] == "cache"
-    assert swap.info.run_name == "digits | linear -> class_vis (3 from 3-vs-4) -> linear | seed 0"
+    assert swap.info.run_name == (
+        "section8=swap_3_vs_4 | digits | linear -> class_vis (3 from 3-vs-4) -> linear | seed 0")
     metrics = swap.data.metrics
     assert metrics["student/false_positives/3"] > metrics["baseline_student/false_positives/3"]
     assert metrics["student/accuracy"] < metrics["baseline_student/accuracy"]
     assert {"swap/teachers_side_by_side.png", "swap/origin.csv",
             "confusion/baseline_student.png"} <= all_artifacts(client, swap.info.run_id)
     one_vs_rest = next(r for r in runs if r.data.tags.get("one_vs_rest") == "3")
-    assert json.loads(one_vs_rest.data.tags["class_names"]) == ["3", "not 3"]
+    assert json.loads(one_vs_rest.data.tags["classvis.class_names"]) == ["3", "not 3"]
 
     runs10 = training_runs(client, [client.get_experiment_by_name("s10").experiment_id])
     by_k = {r.data.tags["per_class"]: r for r in runs10}
     assert set(by_k) == {"1", "10"}
-    assert {r.data.tags["teacher_key"] for r in runs10} == {by_k["1"].data.tags["teacher_key"]}
+    teacher_key = "classvis.teacher_key"
+    assert {r.data.tags[teacher_key] for r in runs10} == {by_k["1"].data.tags[teacher_key]}
     # what each run changed from the paper's recipes is a tag (the report keeps such runs apart)
     assert by_k["10"].data.tags["teacher_variant"] == "epochs=3"
     assert by_k["10"].data.tags["student_variant"] == (
@@ -271,7 +273,7 @@ def test_section10_paper_preset_trains_its_teacher_for_steps_once(tmp_path):
     runs = training_runs(client, [client.get_experiment_by_name("section10_paper").experiment_id],
                               order_by=["attributes.start_time ASC"])
     assert [r.data.tags["teacher_origin"] for r in runs] == ["trained", "cache"]
-    assert runs[0].data.tags["teacher_key"] == runs[1].data.tags["teacher_key"]
+    assert runs[0].data.tags["classvis.teacher_key"] == runs[1].data.tags["classvis.teacher_key"]
     assert runs[0].data.tags["teacher"] == "mlp30-sigmoid"
     assert runs[0].data.tags["teacher_variant"] == "epochs=None, steps=300"
     assert "start=teacher_init" in runs[0].data.tags["student_variant"]

@@ -38,7 +38,7 @@ def registered(tmp_path_factory):
     experiment = client.get_experiment_by_name("source").experiment_id
     (run,) = training_runs(client, [experiment])
     (teacher,) = [model for model in client.search_logged_models([experiment])
-                  if model.name == "teacher"]
+                  if model.name == "digits-linear-teacher"]
     mlflow.set_tracking_uri(store)
     try:
         mlflow.register_model(f"models:/{teacher.model_id}", "digits-teacher")

@@ -166,7 +166,8 @@ def test_a_run_with_given_weights_is_tagged_resumed_by_content_and_refused_at_th
     tags, params = run.data.tags, run.data.params
     assert run.info.run_name == "digits | linear [weights] -> class_vis -> linear | seed 0"
     assert tags["teacher_origin"] == "weights" and tags["teacher_weights"] == str(weights)
-    assert tags["teacher_weights_digest"] == tags["teacher_key"] == params["teacher_from.sha256"]
+    assert tags["teacher_weights_digest"] == tags["classvis.teacher_key"] == (
+        params["teacher_from.sha256"])
     assert tags["choice.teacher_from"] == "weights"
     assert "teacher/loss" not in run.data.metrics  # not trained here: no curve
     assert run.data.metrics["teacher/accuracy"] > 0.85

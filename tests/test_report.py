@@ -108,18 +108,36 @@ def test_the_sweep_is_one_parent_run_whose_table_equals_table5(digits_sweep, cap
     assert parent.info.status == "FINISHED"
     assert parent.info.run_name.startswith("sweep: dataset=digits +experiment/table5=class_vis,")
     assert parent.data.params["sweep.seed"] == "0,1"
-    assert parent.data.metrics == {"sweep/jobs": 6.0, "sweep/finished": 6.0, "sweep/failed": 0.0,
-                                   "sweep/skipped": 0.0}
+    counts = {key: value for key, value in parent.data.metrics.items()
+              if key.startswith("sweep/")}
+    assert counts == {"sweep/jobs": 6.0, "sweep/finished": 6.0, "sweep/failed": 0.0,
+                      "sweep/skipped": 0.0}
     runs = training_runs(client, [experiment_id])
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
     assert {"sweep/summary.md", "sweep/summary.csv", "sweep/jobs.csv"} <= all_artifacts(
         client, parent.info.run_id)
     summary = client.download_artifacts(parent.info.run_id, "sweep/summary.csv", str(folder))
     with open(summary) as handle:
-        sweep_rows = {r["Config (overrides)"]: r for r in csv.DictReader(handle)}
-    assert set(sweep_rows) == {"+experiment/table5=class_vis",
-                               "+experiment/table5=class_vis_deeper",
-                               "+experiment/table5=avg_images"}
+        rows = list(csv.DictReader(handle))
+    # best first, in the words the runs' names start with, the best marked
+    sweep_rows = {r["Config"].removeprefix("**").removesuffix("** (best)"): r for r in rows}
+    assert set(sweep_rows) == {"table5=class_vis", "table5=class_vis_deeper",
+                               "table5=avg_images"}
+    assert rows[0]["Config"].endswith("** (best)")
+    students = [float(r["Student (%)"].split(" ± ")[0]) for r in rows]
+    assert students == sorted(students, reverse=True)
+    # the parent carries the result: the best config's mean, each config's, the best run
+    best_label = rows[0]["Config"].removeprefix("**").removesuffix("** (best)")
+    assert parent.data.tags["best.config"] == best_label
+    assert parent.data.metrics["student/accuracy"] == parent.data.metrics[
+        "best/student/accuracy"] == pytest.approx(students[0] / 100, abs=5e-5)
+    for label, row in sweep_rows.items():
+        key = f"config/{label.replace('=', '_')}/student/accuracy"
+        assert parent.data.metrics[key] == pytest.approx(
+            float(row["Student (%)"].split(" ± ")[0]) / 100, abs=5e-5)
+    best_run = next(r for r in runs if r.info.run_id == parent.data.tags["best.run_id"])
+    assert best_run.info.run_name.startswith(best_label + " seed=")
+    assert parent.data.tags["git_commit"] == best_run.data.tags["git_commit"]
     assert "| Seeds |" in parent.data.tags["mlflow.note.content"]
 
     assert report.main(["--tracking-uri", f"sqlite:///{db}", "--experiment", "t5", "--no-log",
@@ -127,9 +145,8 @@ def test_the_sweep_is_one_parent_run_whose_table_equals_table5(digits_sweep, cap
     row = next(line for line in capsys.readouterr().out.splitlines()
                if line.startswith("| Digits"))
     table5 = [cell.strip() for cell in row.strip("|").split("|")]
-    for config, column in (("+experiment/table5=class_vis", 2),
-                           ("+experiment/table5=class_vis_deeper", 3),
-                           ("+experiment/table5=avg_images", 4)):
+    for config, column in (("table5=class_vis", 2), ("table5=class_vis_deeper", 3),
+                           ("table5=avg_images", 4)):
         assert sweep_rows[config]["Seeds"] == "2"
         assert sweep_rows[config]["Student (%)"] == table5[column]
 

@@ -26,9 +26,12 @@ def test_optuna_search_maximises_student_accuracy_over_real_runs(tmp_path):
     assert "3 jobs: 3 succeeded," in result.stdout
     runs = runs_of(db, "search")
     assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
-    # trials are told apart by name and carry the sampled values as params
-    assert sorted(r.info.run_name.rsplit(" | ", 1)[1] for r in runs) == [
+    # trials are told apart by name, the sampled values first, and carry them as params
+    assert sorted(r.info.run_name.split(": ", 1)[0] for r in runs) == [
         "trial 0", "trial 1", "trial 2"]
+    for run in runs:
+        assert run.info.run_name.split(": ", 1)[1].startswith(
+            f"extractor.l2={float(run.data.params['extractor.l2']):.4g} extractor.steps=")
     sampled = [(float(r.data.params["extractor.l2"]), int(r.data.params["extractor.steps"]),
                 float(r.data.params["trainer.student.lr"])) for r in runs]
     assert len(set(sampled)) == 3
@@ -43,6 +46,33 @@ def test_optuna_search_maximises_student_accuracy_over_real_runs(tmp_path):
                if accuracy == max(accuracies)}
     assert any(math.isclose(best["best_params"]["extractor.l2"], l2) for l2 in winners)
     assert "Best value" in result.stderr + result.stdout
+    # the search's parent run answers: the best value and trial, and the run that scored it
+    (parent,) = sweeps_of(db, "search")
+    assert parent.data.metrics["best/value"] == best["best_value"]
+    assert parent.data.tags["best.trial"] == str(best["best_trial"])
+    best_run = next(r for r in runs if r.info.run_id == parent.data.tags["best.run_id"])
+    assert best_run.data.metrics["student/accuracy"] == best["best_value"]
+    assert best_run.info.run_name.startswith(f"trial {best['best_trial']}: ")
+    assert parent.data.tags["best.run_name"] == best_run.info.run_name
+    assert "warning" not in parent.data.tags
+
+
+def test_a_search_whose_trials_all_score_the_same_says_so(tmp_path):
+    """The searched settings do not move the objective (here: how many test images the privacy
+    measure samples): one warning line and a tag on the search's parent run."""
+    db = tmp_path / "store.db"
+    result = train(tmp_path, "-m", "hparams_search=student_accuracy", "dataset=digits",
+                   "hydra.sweeper.n_trials=2", "trainer.teacher.epochs=2",
+                   "extractor.l2=choice(0.5)", "extractor.steps=choice(100)",
+                   "trainer.student.lr=choice(1.0)", "privacy.test_sample=choice(100,200)",
+                   "trainer.student.steps=100", f"tracking.uri=sqlite:///{db}",
+                   "tracking.experiment=flat", f"hydra.sweep.dir={tmp_path}/s")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (line,) = [line for line in result.stderr.splitlines()
+               if line.startswith("classvis: warning: every one of the search's")]
+    assert "2 complete trials scored" in line and "hydra.sweeper.params" in line
+    (parent,) = sweeps_of(db, "flat")
+    assert parent.data.tags["warning"] == line.removeprefix("classvis: warning: ")
 
 
 def test_a_stored_study_is_continued_not_repeated_by_a_rerun(tmp_path):

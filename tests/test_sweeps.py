@@ -49,7 +49,8 @@ def test_rerun_sweep_skips_finished_jobs_unless_forced(tmp_path):
     note = second_parent.data.tags["mlflow.note.content"]
     assert "3 jobs: 1 finished, 0 failed, 2 skipped as already FINISHED" in note
     accuracies = [r.data.metrics["student/accuracy"] for r in runs]
-    row = next(line for line in note.splitlines() if line.startswith("| (every run) |"))
+    row = next(line for line in note.splitlines()
+               if line.startswith("| **(every run)** (best) |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1] == "3" and cells[3] == (f"{100 * statistics.fmean(accuracies):.2f} ± "
                                             f"{100 * statistics.stdev(accuracies):.2f}")
@@ -74,7 +75,7 @@ def test_parallel_joblib_sweep_into_sqlite_loses_nothing(tmp_path):
     assert parent.info.status == "FINISHED" and parent.data.metrics["sweep/finished"] == 4.0
     client = client_for(db)
     metric_counts = {len(r.data.metrics) for r in runs}
-    assert len(metric_counts) == 1 and metric_counts.pop() > 70
+    assert len(metric_counts) == 1 and metric_counts.pop() > 30
     for run in runs:
         assert len(client.get_metric_history(run.info.run_id, "student/loss")) == 200
         assert len(client.get_metric_history(run.info.run_id, "teacher/loss")) == 2

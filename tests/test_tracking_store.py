@@ -254,9 +254,9 @@ def test_running_runs_are_killed_only_when_their_process_is_gone(tmp_path):
         "beating host": {"classvis.host": "node8", "classvis.heartbeat": f"{now - 10:.0f}"},
     }
     ids = {name: client.create_run(experiment, run_name=name,
-                                   tags={**tags, "config_digest": "d"}).info.run_id
+                                   tags={**tags, "classvis.config_digest": "d"}).info.run_id
            for name, tags in cases.items()}
-    client.create_run(experiment, tags={**cases["gone"], "config_digest": "other"})
+    client.create_run(experiment, tags={**cases["gone"], "classvis.config_digest": "other"})
     killed, alive = reap(client, experiment, "d", stale_after=600)
     reasons = {run_id: reason for run_id, reason in killed}
     assert set(reasons) == {ids["gone"], ids["pid reused"], ids["quiet host"]}

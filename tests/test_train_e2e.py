@@ -3,7 +3,9 @@ checked through ``MlflowClient`` the way a user's tools would read them."""
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -59,7 +61,11 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
     experiment = client.get_experiment_by_name("classvis")
     runs = training_runs(client, [experiment.experiment_id], order_by=["tags.dataset"])
     assert [run.info.status for run in runs] == ["FINISHED", "FINISHED"]
+    # named by what the sweep varies first (the runs table shows a name's first characters)
     assert [run.info.run_name for run in runs] == [
+        "dataset=digits | digits | linear -> class_vis -> linear | seed 0",
+        "dataset=mnist | mnist | linear -> class_vis -> linear | seed 0"]
+    assert [run.data.tags["mlflow.note.content"] for run in runs] == [
         "digits | linear -> class_vis -> linear | seed 0",
         "mnist | linear -> class_vis -> linear | seed 0"]
     for run, job in zip(runs, ("0", "1"), strict=True):
@@ -77,17 +83,27 @@ def test_multirun_digits_and_mnist_lands_in_one_experiment(tmp_path):
         assert params["trainer.teacher.lr"] == "0.5" and params["dataset.name"] == tags["dataset"]
         for model in ("teacher", "student", "untrained"):
             assert 0.0 <= metrics[f"{model}/accuracy"] <= 1.0
+        # per-class scores are tables, not 60 metrics (tracking.per_class_metrics=true: both)
+        assert not [key for key in metrics if key.count("/") == 2 and key.split("/")[1] in (
+            "precision", "recall", "f1")]
         for model in ("teacher", "student"):
-            for measure in ("precision", "recall", "f1"):
-                values = [metrics[f"{model}/{measure}/{digit}"] for digit in range(10)]
-                assert all(0.0 <= value <= 1.0 for value in values)
+            table = client.download_artifacts(run.info.run_id, f"metrics/{model}_per_class.csv",
+                                              str(tmp_path / run.info.run_id / model))
+            rows = list(csv.DictReader(open(table)))
+            assert [row["class"] for row in rows] == [str(digit) for digit in range(10)]
+            assert all(0.0 <= float(row[m]) <= 1.0 for row in rows
+                       for m in ("precision", "recall", "f1"))
         assert metrics["teacher/accuracy"] > 0.85
         assert abs(metrics["student/accuracy"] - metrics["teacher/accuracy"]) < 0.03
         assert 0.05 <= metrics["untrained/accuracy"] <= 0.15
         history = client.get_metric_history(run.info.run_id, "teacher/loss")
         assert [point.step for point in history] == [1, 2, 3]
         assert history[-1].value < history[0].value
-        assert len(client.get_metric_history(run.info.run_id, "student/loss")) == 1000
+        losses = client.get_metric_history(run.info.run_id, "student/loss")
+        logs = client.get_metric_history(run.info.run_id, "student/log10_loss")
+        assert len(losses) == len(logs) == 1000
+        assert [point.value for point in logs[:3]] == pytest.approx(
+            [math.log10(point.value) for point in losses[:3]])
         assert all_artifacts(client, run.info.run_id) == ARTIFACTS
         synthetic = SyntheticSet.load(client.download_artifacts(
             run.info.run_id, "synthetic_set.safetensors", str(tmp_path / run.info.run_id)))
@@ -188,7 +204,20 @@ def _logged_models_give_the_runs_numbers(client, run, tmp_path: Path) -> None:
     models = client.search_logged_models(
         experiment_ids=[run.info.experiment_id],
         filter_string=f"source_run_id = '{run.info.run_id}'")
-    assert sorted(model.name for model in models) == ["student", "teacher"]
+    # named by what they are; their metrics linked to them, with the dataset each was measured
+    # on (the model's page in the UI shows both)
+    assert sorted(model.name for model in models) == ["digits-linear-student",
+                                                      "digits-linear-teacher"]
+    for model in models:
+        role = model.name.rsplit("-", 1)[1]
+        linked = {metric.key: metric for metric in model.metrics}
+        assert linked[f"{role}/accuracy"].value == run.data.metrics[f"{role}/accuracy"]
+        assert linked[f"{role}/accuracy"].dataset_name == "digits/test"
+        assert not [key for key in linked if key.startswith(("student/", "teacher/"))
+                    and not key.startswith(f"{role}/")]
+    student_metrics = {m.key: m for m in next(m for m in models if m.name.endswith(
+        "student")).metrics}
+    assert student_metrics["student/view_agreement"].dataset_name == "digits/synthetic"
     mlflow.set_tracking_uri(client.tracking_uri)
     try:
         accuracies = _checked_and_scored(models, client, run, tmp_path)
@@ -209,7 +238,7 @@ def _checked_and_scored(models, client, run, tmp_path: Path) -> str:
         assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == (-1, 1, 8, 8)
         assert not any(path.endswith((".pkl", ".pt", ".pth")) for path in all_artifacts(
             client, run.info.run_id)), "nothing pickled"
-    student = next(model for model in models if model.name == "student")
+    student = next(model for model in models if model.name.endswith("-student"))
     assert mlflow.register_model(student.model_uri, "digits-student").version == 1
     accuracies = subprocess.run([sys.executable, "-c", SCORE_LOGGED_MODELS, client.tracking_uri,
                                  run.info.run_id], cwd=tmp_path, capture_output=True, text=True,
@@ -234,7 +263,7 @@ for model in mlflow.search_logged_models(experiment_ids=[run.info.experiment_id]
                                          filter_string=f"source_run_id = '{run_id}'",
                                          output_format="list"):
     logits = mlflow.pyfunc.load_model(model.model_uri).predict(data.test_x.numpy())
-    scores[model.name] = float((logits.argmax(1) == data.test_y.numpy()).mean())
+    scores[model.name.rsplit("-", 1)[1]] = float((logits.argmax(1) == data.test_y.numpy()).mean())
 logits = mlflow.pyfunc.load_model("models:/digits-student/1").predict(data.test_x.numpy())
 scores["registered"] = float((logits.argmax(1) == data.test_y.numpy()).mean())
 print(json.dumps(scores))

@@ -23,8 +23,9 @@ from classvis import lifecycle
 from classvis.fit import DivergenceError
 from classvis.from_config import run_settings
 from classvis.job import Job, write_status
+from classvis.naming import varying_words
 from classvis.record import InvalidInput, record_run
-from classvis.sweep import parent_run_of
+from classvis.sweep import parent_run_of, varying_of
 from classvis.track.interrupt import INTERRUPTED, Terminated
 from classvis.validation import ConfigError
 
@@ -35,16 +36,19 @@ def current_job() -> Job:
     if not HydraConfig.initialized():
         return Job(False, None, "", Path.cwd(), None)
     hydra = HydraConfig.get()
+    multirun = hydra.mode == RunMode.MULTIRUN
+    sweep_dir = Path(hydra.runtime.cwd) / hydra.sweep.dir
     return Job(
-        multirun=hydra.mode == RunMode.MULTIRUN,
+        multirun=multirun,
         number=hydra.job.get("num"),  # type: ignore[attr-defined]  # a DictConfig at run time
         overrides=" ".join(hydra.overrides.task),
         base_dir=Path(hydra.runtime.cwd),
         output_dir=Path(hydra.runtime.output_dir),
         search="optuna" in str(hydra.sweeper.get("_target_", "")).lower(),
-        parent_run=(parent_run_of(Path(hydra.runtime.cwd) / hydra.sweep.dir)
-                    if hydra.mode == RunMode.MULTIRUN else None),
+        parent_run=parent_run_of(sweep_dir) if multirun else None,
         choices=group_choices(hydra.runtime.choices),
+        varying=(varying_words([str(item) for item in hydra.overrides.task],
+                               varying_of(sweep_dir)) if multirun else ""),
     )
 
 

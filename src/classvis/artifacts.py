@@ -98,12 +98,14 @@ def _per_class_models(result: RunResult) -> tuple[str, ...]:
                  if name in result.evaluations)
 
 
-def run_metrics(result: RunResult) -> dict[str, float]:
+def run_metrics(result: RunResult, per_class: bool = False) -> dict[str, float]:
+    """The run's metrics; ``per_class``: also every model's per-class scores (always in the
+    run's ``metrics/*_per_class.csv`` tables)."""
     metrics: dict[str, float] = {}
     for model, evaluation in result.evaluations.items():
         metrics[keys.accuracy(model)] = evaluation.accuracy
     metrics.update(result.view_accuracies)
-    for model in _per_class_models(result):
+    for model in _per_class_models(result) if per_class else ():
         evaluation = result.evaluations[model]
         for measure in ("precision", "recall", "f1"):
             for name, value in zip(result.class_names, getattr(evaluation, measure), strict=True):
@@ -145,7 +147,7 @@ def run_metrics(result: RunResult) -> dict[str, float]:
         metrics[keys.VIEW_AGREEMENT] = agreed.views
         metrics[keys.TEACHER_CONFIDENCE] = float(agreed.confidence.mean())
         metrics[keys.TEACHER_CONFIDENCE_MIN] = float(agreed.confidence.min())
-        if not result.evaluations:  # no test set: the per-class view there is
+        if per_class:
             for name, value in zip(result.class_names, agreed.confidence, strict=True):
                 metrics[keys.per_class("teacher", "synthetic_confidence", name)] = float(value)
     if result.file_info is not None:

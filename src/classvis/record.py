@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -22,27 +21,14 @@ from classvis.lifecycle import while_running
 from classvis.loaders import source_location
 from classvis.models import is_dense
 from classvis.progress import Progress, quiet_mlflow_when
+from classvis.provenance import commit_tags
 from classvis.resume import Yielded, claim, reap_or_skip_running, skip_if_finished, yielded
+from classvis.runparams import used_params
 from classvis.runsettings import RunSettings
 from classvis.synthetic import file_digest
 from classvis.track.connect import connect
-from classvis.track.runs import flatten, tracked_run
+from classvis.track.runs import tracked_run
 from classvis.validation import ConfigError
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-
-
-def git_commit() -> tuple[str, bool] | None:
-    """The project's commit and whether its tree has uncommitted changes, when it is a checkout."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_DIR, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=PROJECT_DIR, capture_output=True, text=True, timeout=10,
-                               check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit, bool(dirty)
 
 
 def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
@@ -91,10 +77,7 @@ def run_tags(settings: RunSettings, job: Job) -> dict[str, str]:
         for key in ("run_id", "experiment"):
             if key in settings.file_header:
                 tags[keys.FILE_HEADER_PREFIX + key] = settings.file_header[key]
-    commit = git_commit()
-    if commit is not None:
-        tags[keys.GIT_COMMIT] = tags[keys.SOURCE_GIT_COMMIT] = commit[0]
-        tags[keys.GIT_DIRTY] = str(commit[1]).lower()
+    tags.update(commit_tags())
     return tags
 
 
@@ -130,9 +113,12 @@ def summary_line(run_name: str, result: pipeline.RunResult, metrics: dict[str, f
 
 
 def run_link(uri: str, experiment_id: str, run_id: str) -> str:
-    """Where to find a run: its page on a tracking server, or its id in a local store."""
+    """Where to find a run: its page on a tracking server (in the UI's model-training view,
+    which MLflow 3's UI opens only when asked: its sidebar switch defaults to GenAI, whatever
+    the experiment's kind), or its id in a local store."""
     if uri.startswith(("http://", "https://")):
-        return f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return (f"{uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+                f"?workflowType=machine_learning")
     return f"MLflow run {run_id}"
 
 
@@ -174,12 +160,14 @@ def record_run(cfg: DictConfig, settings: RunSettings, job: Job
     progress = Progress(settings.progress)
     quiet_mlflow_when(not progress.enabled)
     name = job.run_name(settings)
+    tags[keys.NOTE] = settings.run_name + (f"\n\nWeak by nature: {settings.caveat}"
+                                           if settings.caveat else "")
     try:
-        with tracked_run(name, tags, settings.tracking.system_metrics,
+        with tracked_run(job.mlflow_name(settings), tags, settings.tracking.system_metrics,
                          settings.tracking.heartbeat_every) as run, while_running(run), \
                 contextlib.ExitStack() as stack:
             claim(experiment_id, digest, run.run_id, settings)  # two sweeps at once
-            run.log_params(flatten(resolved))
+            run.log_params(used_params(resolved))
             result = pipeline.run(settings, on_teacher_epoch=lambda epoch, loss: run.log_metrics(
                 {keys.TEACHER_LOSS: loss}, step=epoch), progress=progress, data=data)
             result.seconds["load"] = result.seconds.get("load", 0.0) + load_seconds
@@ -202,22 +190,28 @@ def record_run(cfg: DictConfig, settings: RunSettings, job: Job
             if result.swap is not None:
                 run.set_tags({keys.DONOR_TEACHER_ORIGIN: result.swap.donor_origin,
                               keys.DONOR_TEACHER_KEY: result.swap.donor_key})
-            series = {keys.STUDENT_LOSS: list(enumerate(result.student_losses, start=1))}
+            series = {keys.STUDENT_LOSS: list(enumerate(result.student_losses, start=1)),
+                      keys.STUDENT_LOG10_LOSS: [(step, math.log10(max(loss, 1e-30)))
+                                                for step, loss in enumerate(
+                                                    result.student_losses, start=1)]}
             if result.teacher_origin == "cache":  # the stored curve, so every run shows it
                 series[keys.TEACHER_LOSS] = list(enumerate(result.teacher_losses, start=1))
             run.log_series(series)
             if settings.teacher_model_id is not None:  # teacher_from=mlflow: the model it is
                 run.link_model(settings.teacher_model_id)
-            run.log_datasets(runrecords.run_datasets(
+            datasets = runrecords.run_datasets(
                 result, source_location(settings.dataset),
-                f"{run.artifact_uri.rstrip('/')}/{keys.SYNTHETIC_SET_ARTIFACT}"))
-            run.log_models(runrecords.run_models(result, settings.tracking.log_models))
+                f"{run.artifact_uri.rstrip('/')}/{keys.SYNTHETIC_SET_ARTIFACT}")
+            run.log_datasets(datasets)
+            run.log_models(runrecords.run_models(result, settings.tracking.log_models,
+                                                 settings.dataset_name))
             figures.draw(folder)
             run.log_artifacts(folder)
-            metrics = artifacts.run_metrics(result)
+            metrics = artifacts.run_metrics(result, settings.tracking.per_class_metrics)
             metrics[keys.LOG_TIME] = time.perf_counter() - logging_started
             metrics[keys.TOTAL_TIME] = time.perf_counter() - started
-            run.log_metrics(metrics)
+            run.log_metrics(metrics, datasets={item.context: (item.name, item.digest)
+                                               for item in datasets})
             claim(experiment_id, digest, run.run_id, settings)  # a slow twin that started first
     except Yielded as error:
         return yielded(error, settings, job), None

@@ -38,7 +38,8 @@ def skip_if_finished(experiment_id: str, digest: str, settings: RunSettings,
     """Resume: the metrics of an identical run that already FINISHED, if any."""
     if settings.force:
         return None
-    done = finished_run_with_tag(experiment_id, keys.CONFIG_DIGEST, digest)
+    done = (finished_run_with_tag(experiment_id, keys.CONFIG_DIGEST, digest)
+            or finished_run_with_tag(experiment_id, keys.LEGACY[keys.CONFIG_DIGEST], digest))
     if done is None:
         return None
     accuracy = done.data.metrics.get(keys.accuracy("student"), math.nan)

@@ -31,31 +31,47 @@ COMPRESS = "compress"
 CAVEAT = "caveat"                     # why the combination is weak by nature (RunSettings.caveat)
 SYNTHETIC_FILE = "synthetic_file"     # a student trained from an exported file
 FILE_HEADER_PREFIX = "synthetic_file."  # + run_id, experiment: the run that made the file
-CONFIG_DIGEST = "config_digest"       # resume: an identical resolved config
+CONFIG_DIGEST = "classvis.config_digest"  # resume: an identical resolved config
 GIT_COMMIT = "git_commit"
 GIT_DIRTY = "git_dirty"
 SOURCE_NAME = "mlflow.source.name"
 SOURCE_GIT_COMMIT = "mlflow.source.git.commit"
 
-# Tags: which process runs it (liveness: a RUNNING run whose process is gone is marked KILLED).
+# Tags: which process runs it (liveness: a RUNNING run whose process is gone is marked KILLED);
+# removed when the run ends.
 HOST = "classvis.host"
 PID = "classvis.pid"
 PID_STARTED = "classvis.pid_started"  # the process's start time: a reused PID is another process
 HEARTBEAT = "classvis.heartbeat"      # unix seconds, refreshed while the run lasts
+LIVENESS = (HOST, PID, PID_STARTED, HEARTBEAT)
 
 # Tags: how it went (set as the run ends).
 TEACHER_ORIGIN = "teacher_origin"     # trained | cache | weights | file
-TEACHER_KEY = "teacher_key"           # the cache key, or the given weights' content digest
+TEACHER_KEY = "classvis.teacher_key"  # the cache key, or the given weights' content digest
 TEACHER_WEIGHTS = "teacher_weights"   # teacher_from=weights: the file
 TEACHER_WEIGHTS_DIGEST = "teacher_weights_digest"
 DONOR_TEACHER_ORIGIN = "donor_teacher_origin"
-DONOR_TEACHER_KEY = "donor_teacher_key"
-CLASS_NAMES = "class_names"           # a JSON list, in label order
+DONOR_TEACHER_KEY = "classvis.donor_teacher_key"
+CLASS_NAMES = "classvis.class_names"  # a JSON list, in label order
 TEST_SET = "test_set"                 # real | unavailable (a file's student, dataset=none)
 TRAINING_SET = "training_set"         # real | test split only | none (a given teacher's run)
 PRIVACY_SKIPPED = "privacy_skipped"   # why the privacy measure was not taken
 ERROR = "error"                       # why a run FAILED
 STATUS_REASON = "status_reason"
+
+# Bookkeeping tags live under "classvis." (the tags panel and the compare view keep them
+# together, apart from what the run is); runs recorded before 2026-12-07 have them unprefixed.
+LEGACY = {CONFIG_DIGEST: "config_digest", TEACHER_KEY: "teacher_key",
+          DONOR_TEACHER_KEY: "donor_teacher_key", CLASS_NAMES: "class_names"}
+
+
+def tag_of(tags: dict[str, str], key: str, default: str | None = None) -> str | None:
+    """A run's tag ``key``, also under its older name (``LEGACY``)."""
+    found = tags.get(key)
+    if found is None and key in LEGACY:
+        found = tags.get(LEGACY[key])
+    return default if found is None else found
+
 
 # A sweep's parent run carries KIND = SWEEP_KIND and its jobs' runs PARENT_RUN (MLflow's own tag,
 # which nests them under it in the UI); the report's summary runs carry REPORT_KIND. A run without
@@ -73,6 +89,15 @@ SWEEP_FINISHED = "sweep/finished"
 SWEEP_FAILED = "sweep/failed"
 SWEEP_SKIPPED = "sweep/skipped"
 
+# A sweep's parent run: its best config, the best run of that config, a search's best trial, and
+# why its result needs a second look (a search whose every trial scored the same).
+BEST_CONFIG = "best.config"
+BEST_RUN = "best.run_id"
+BEST_RUN_NAME = "best.run_name"
+BEST_TRIAL = "best.trial"
+BEST_VALUE = "best/value"
+WARNING = "warning"
+
 # Artifacts read back by other tools.
 SYNTHETIC_SET_ARTIFACT = "synthetic_set.safetensors"  # the run's synthetic set (export)
 SYNTHETIC_SET_FORMAT = "classvis.synthetic_set/1"  # its header's format field
@@ -83,6 +108,9 @@ TOTAL_TIME = "time/total"
 LOG_TIME = "time/log"
 TEACHER_LOSS = "teacher/loss"
 STUDENT_LOSS = "student/loss"
+# the same curve as log10 (the first step's loss is orders of magnitude above the rest, which
+# flattens a linear axis)
+STUDENT_LOG10_LOSS = "student/log10_loss"
 SYNTHETIC_AGREEMENT = "student/synthetic_agreement"
 VIEW_AGREEMENT = "student/view_agreement"  # on held-out views of the synthetic images
 TEACHER_CONFIDENCE = "teacher/synthetic_confidence"  # mean over classes

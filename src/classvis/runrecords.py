@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,22 +87,35 @@ def run_datasets(result: RunResult, location: str, synthetic_uri: str) -> list[D
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """A trained network to log as an MLflow model (``track.models``): ``name`` (student,
-    teacher), the module, what rebuilds it (``classvis.models.describe_model``) and a few input
-    images (N, C, H, W) for the model's signature and example."""
+    """A trained network to log as an MLflow model (``track.models``): its ``role`` (student,
+    teacher), the module, what rebuilds it (``classvis.models.describe_model``), a few input
+    images (N, C, H, W) for the model's signature and example, and the name the model is shown
+    by (``mnist-lenet5-student``; the role when not given)."""
 
-    name: str
+    role: str
     network: Any
     description: dict[str, Any]
     example: Any
+    name: str = ""
+
+    @property
+    def shown_name(self) -> str:
+        return self.name or self.role
+
+
+def model_name(dataset: str, architecture: str, role: str) -> str:
+    """A logged model's name: what it is (``mnist-lenet5-student``), in the characters MLflow
+    allows in one (no ``/ : . % " '``)."""
+    text = "-".join(part for part in (dataset, architecture, role) if part)
+    return re.sub(r"[/:.%\"' ]+", "_", text)
 
 
 EXAMPLE_IMAGES = 2  # input images in a logged model's example
 
 
-def run_models(result: RunResult, which: str) -> list[ModelRecord]:
+def run_models(result: RunResult, which: str, dataset: str = "") -> list[ModelRecord]:
     """The networks ``tracking.log_models`` asks for: ``student``, ``all`` (the teacher too,
-    when the run had one) or ``none``."""
+    when the run had one) or ``none``, named by ``dataset``, architecture and role."""
     names = {"none": (), "student": ("student",), "all": ("student", "teacher")}[which]
     records = []
     for name in names:
@@ -112,5 +126,6 @@ def run_models(result: RunResult, which: str) -> list[ModelRecord]:
             name, network, describe_model(result.architectures[name],
                                           tuple(network.input_shape),  # type: ignore[arg-type]
                                           int(network.num_classes)),  # type: ignore[arg-type]
-            result.synthetic.images[:EXAMPLE_IMAGES]))
+            result.synthetic.images[:EXAMPLE_IMAGES],
+            model_name(dataset, result.architectures[name].label, name)))
     return records

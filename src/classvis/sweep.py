@@ -28,7 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 from classvis import runkeys as keys
 from classvis import watchdog
 from classvis.from_config import resolved_mapping
-from classvis.sweepjobs import missing_data
+from classvis.provenance import commit_tags
+from classvis.sweepjobs import missing_data, varying_keys
 from classvis.sweepresult import close_parent, end_parent_failed, outcome_counts
 from classvis.track.connect import connect
 from classvis.track.liveness import heartbeat, identity, process_alive
@@ -39,6 +40,7 @@ from classvis.validation import parse
 log = logging.getLogger("classvis")
 STATUS_FILE = "classvis_status.json"  # each job's outcome, in its own folder
 SWEEP_FILE = "classvis_sweep.json"    # the sweep's parent run, in the sweep folder
+VARYING = "varying"  # in it: the override keys the sweep varies
 PRESET = "+experiment="
 NOT_IN_NAME = ("tracking.", "hydra.", "progress=", "force=")
 # the parent runs' heartbeats, by run id: kept out of the callback, which the joblib and submitit
@@ -74,6 +76,22 @@ def sweep_dir_in_use(sweep_dir: Path) -> None:
           f"its own (the default, multirun/<date>/<time>, is one per process)",
           file=sys.stderr, flush=True)
     raise SweepDirInUse(2)
+
+
+def sweep_varying(config: DictConfig) -> list[str]:
+    """The override keys the sweep varies (its jobs' names start with their values)."""
+    try:
+        return varying_keys(config)
+    except Exception as error:  # noqa: BLE001 - the names only lose their prefix
+        log.warning("could not tell which overrides the sweep varies: %s", error)
+        return []
+
+
+def varying_of(sweep_dir: Path) -> list[str]:
+    """The override keys the sweep whose folder is ``sweep_dir`` varies (none if unknown)."""
+    record = sweep_record(sweep_dir)
+    varying = None if record is None else record.get(VARYING)
+    return [str(key) for key in varying] if isinstance(varying, list) else []
 
 
 def parent_run_of(sweep_dir: Path) -> str | None:
@@ -145,7 +163,7 @@ class SweepSummary(Callback):
             sweep_dir = Path(config.hydra.sweep.dir)
             tags = {keys.KIND: keys.SWEEP_KIND, keys.HYDRA_OVERRIDES: " ".join(overrides),
                     keys.SWEEP_DIR: str(sweep_dir.resolve()), keys.SOURCE_NAME: "train.py",
-                    **identity()}
+                    **commit_tags(), **identity()}
             sweep_dir_in_use(sweep_dir)
             store = Store(settings.uri)
             for run_id, reason in store.reap_dead_sweeps(experiment_id,
@@ -157,7 +175,8 @@ class SweepSummary(Callback):
             sweep_dir.mkdir(parents=True, exist_ok=True)
             (sweep_dir / SWEEP_FILE).write_text(json.dumps(
                 {"parent_run_id": parent, "experiment_id": experiment_id,
-                 "tracking_uri": settings.uri, **identity()}, indent=2))
+                 "tracking_uri": settings.uri, VARYING: sweep_varying(config),
+                 **identity()}, indent=2))
         except SweepDirInUse:
             raise
         except Exception as error:

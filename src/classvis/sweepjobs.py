@@ -18,6 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from classvis.from_config import run_settings
+from classvis.naming import override_key
 from classvis.validation import ConfigError
 
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
@@ -27,16 +28,10 @@ DATA_KEYS = ("dataset.root", "dataset.path", "dataset.test_root")
 def job_overrides(config: DictConfig) -> list[list[str]] | None:
     """Each job's overrides, in the basic sweeper's order (its ``params``, then the command
     line's, a later value of a key replacing an earlier one), or None for another sweeper."""
-    sweeper = config.hydra.sweeper
-    if sweeper.get("_target_") != BASIC_SWEEPER:
+    if config.hydra.sweeper.get("_target_") != BASIC_SWEEPER:
         return None
-    params = OmegaConf.to_container(sweeper.get("params") or OmegaConf.create({}))
-    lines = [f"{key!s}={value!s}"
-             for key, value in (params if isinstance(params, dict) else {}).items()]
-    lines += [str(item) for item in config.hydra.overrides.task]
-    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
     choices: dict[str, list[str]] = {}
-    for override in parser.parse_overrides(lines):
+    for override in _parsed_sweep(config):
         key = override.get_key_element()
         if override.is_sweep_override():
             if not override.is_discrete_sweep():
@@ -45,6 +40,28 @@ def job_overrides(config: DictConfig) -> list[list[str]] | None:
         else:
             choices[key] = [f"{key}={override.get_value_element_as_str()}"]
     return [list(job) for job in itertools.product(*choices.values())]
+
+
+def _parsed_sweep(config: DictConfig) -> list:
+    """The sweep's overrides, parsed: its sweeper's ``params`` (a preset's axes, a search's
+    space), then the command line's."""
+    params = OmegaConf.to_container(config.hydra.sweeper.get("params") or OmegaConf.create({}))
+    lines = [f"{key!s}={value!s}"
+             for key, value in (params if isinstance(params, dict) else {}).items()]
+    lines += [str(item) for item in config.hydra.overrides.task]
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    return list(parser.parse_overrides(lines))
+
+
+def varying_keys(config: DictConfig) -> list[str]:
+    """The override keys the sweep varies, in order (``dataset``, ``experiment/table5``,
+    ``seed``): what tells its jobs apart, for any sweeper (a search's space included)."""
+    varying: dict[str, bool] = {}
+    for override in _parsed_sweep(config):
+        key = override_key(override.get_key_element())
+        varying.pop(key, None)  # a later value of a key replaces an earlier one
+        varying[key] = override.is_sweep_override()
+    return [key for key, varies in varying.items() if varies]
 
 
 def missing_data(config: DictConfig, base_dir: Path) -> list[str]:

@@ -7,13 +7,21 @@ written."""
 from __future__ import annotations
 
 import csv
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from classvis import runkeys as keys
 from classvis.report.runs import RunRecord
-from classvis.report.sweep import sweep_table
+from classvis.report.sweep import (
+    best_config,
+    best_run,
+    config_results,
+    headline_of,
+    parent_metrics,
+    sweep_table,
+)
 from classvis.track.retry import FAILING_RETRY_S, retrying
 from classvis.track.store import Store
 
@@ -41,8 +49,8 @@ def close_parent(sweep_dir: Path, sweep: dict[str, str], records: list[dict[str,
     and end it."""
     parent, store = sweep["parent_run_id"], Store(sweep["tracking_uri"])
     counts = status_counts(records)
-    runs = [RunRecord.of(run)
-            for run in store.runs([r["run_id"] for r in records if r.get("run_id")])]
+    stored = store.runs([r["run_id"] for r in records if r.get("run_id")])
+    runs = [RunRecord.of(run) for run in stored]
     table = sweep_table(runs)
     lines = [f"{len(records)} jobs: {counts['FINISHED']} finished, {counts['FAILED']} failed, "
              f"{counts['SKIPPED']} skipped as already FINISHED (their earlier runs are in the "
@@ -73,10 +81,58 @@ def close_parent(sweep_dir: Path, sweep: dict[str, str], records: list[dict[str,
         note = markdown if len(markdown) <= NOTE_LIMIT else (
             markdown[:NOTE_LIMIT - 60] + "\n\n(cut short: the whole table is sweep/summary.md)\n")
         tags = {keys.NOTE: note}
+        result_metrics, result_tags = sweep_result(runs, {run.run_id: run.run_name
+                                                          for run in stored}, sweep_dir, records)
+        metrics.update(result_metrics)
+        tags.update(result_tags)
         if counts["FAILED"]:
             tags[keys.ERROR] = f"{counts['FAILED']} of {len(records)} jobs failed"
         store.end_run(parent, "FAILED" if counts["FAILED"] else "FINISHED", metrics, tags,
                       folder, "sweep")
+
+
+def sweep_result(runs: list[RunRecord], names: dict[str, str], sweep_dir: Path,
+                 records: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, str]]:
+    """The parent's result: each config's and the best config's metrics, the best config and
+    its best run as tags; a search's best trial and value, and its warning when every trial
+    scored the same (also printed)."""
+    headline = headline_of(runs)
+    results, _ = config_results(runs)
+    metrics = parent_metrics(results, headline)
+    tags: dict[str, str] = {}
+    best = best_config(results, headline)
+    if best is not None and headline is not None:
+        run = best_run(best, headline)
+        tags.update({keys.BEST_CONFIG: best.label, keys.BEST_RUN: run.run_id,
+                     keys.BEST_RUN_NAME: names.get(run.run_id, "")})
+    search = search_results(sweep_dir)
+    if "best_value" in search:
+        metrics[keys.BEST_VALUE] = float(search["best_value"])
+        tags[keys.BEST_TRIAL] = str(search["best_trial"])
+        trial_run = next((r.get("run_id") for r in records
+                          if r.get("job") == search["best_trial"] and r.get("run_id")), None)
+        if trial_run:  # the best trial ran in this invocation (a stored study may hold others)
+            tags.update({keys.BEST_RUN: trial_run, keys.BEST_RUN_NAME: names.get(trial_run, "")})
+    if search.get("same_value") is not None:
+        tags[keys.WARNING] = (
+            f"every one of the search's {search['complete']} complete trials scored "
+            f"{search['same_value']:.6g} ({', '.join(search['objectives'])}): the searched "
+            f"settings do not move the objective here; widen hydra.sweeper.params or use a "
+            f"harder dataset")
+        print(f"classvis: warning: {tags[keys.WARNING]}", file=sys.stderr, flush=True)
+    return metrics, tags
+
+
+def search_results(sweep_dir: Path) -> dict[str, Any]:
+    """What the search sweeper wrote (``optimization_results.yaml``), empty for other sweeps."""
+    from omegaconf import OmegaConf
+
+    path = sweep_dir / SEARCH_FILES[0]
+    try:
+        found = OmegaConf.to_container(OmegaConf.load(path)) if path.is_file() else None
+    except Exception:  # noqa: BLE001 - an unreadable file: the parent goes without it
+        return {}
+    return {str(key): value for key, value in found.items()} if isinstance(found, dict) else {}
 
 
 def end_parent_failed(sweep: dict[str, str], reason: str) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 from classvis import runkeys as keys
 from classvis.report.cells import Section
 from classvis.report.figures import accuracy_vs_images_figures, f1_figures
-from classvis.report.runs import DATASET_TITLES, RunRecord, fetch_runs
+from classvis.report.runs import DATASET_TITLES, RunRecord, fetch_runs, with_per_class_scores
 from classvis.report.sections import deep, privacy, section8, section10
 from classvis.report.sweep import sweep_table
 from classvis.report.table5 import Table, table5
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = fetch_runs(store, experiment_id)
         else:
             experiment_id, runs = sweep_runs(store, args.sweep)
+        runs = with_per_class_scores(store, runs)
     except StoreError as error:
         print(f"classvis-report: error: {error}", file=sys.stderr)
         return 2

@@ -34,10 +34,10 @@ def f1_figures(runs: list[RunRecord], folder: Path) -> list[Path]:
     written = []
     for dataset in ordered_datasets({r.tags[keys.DATASET] for r in runs if keys.DATASET in r.tags}):
         dataset_runs = [r for r in runs if r.tags.get(keys.DATASET) == dataset
-                        and is_table5_run(r) and keys.CLASS_NAMES in r.tags]
+                        and is_table5_run(r) and keys.tag_of(r.tags, keys.CLASS_NAMES)]
         if not dataset_runs:
             continue
-        names = json.loads(dataset_runs[-1].tags[keys.CLASS_NAMES])
+        names = json.loads(keys.tag_of(dataset_runs[-1].tags, keys.CLASS_NAMES) or "[]")
         series: dict[str, np.ndarray] = {}
 
         def mean_f1(chosen: list[RunRecord], model: str, names: list[str] = names

@@ -33,6 +33,41 @@ def fetch_runs(store: Store, experiment_id: str) -> list[RunRecord]:
             if keys.KIND not in run.tags]
 
 
+PER_CLASS_TABLE = "metrics/{model}_per_class.csv"  # a run's per-class scores of one model
+PER_CLASS_MEASURES = ("precision", "recall", "f1")
+
+
+def with_per_class_scores(store: Store, runs: list[RunRecord],
+                          models: tuple[str, ...] = ("teacher", "student")) -> list[RunRecord]:
+    """Table 5's runs with the per-class scores its figures plot, read from each run's
+    per-class tables where the run did not log them as metrics (``tracking.per_class_metrics``
+    is off by default); the other runs as they are."""
+    import csv
+    import tempfile
+    from pathlib import Path
+
+    done = []
+    with tempfile.TemporaryDirectory(prefix="classvis-report-") as staging:
+        for run in runs:
+            if not is_table5_run(run) or any(key.startswith(keys.per_class("student", "f1", ""))
+                                             for key in run.metrics):
+                done.append(run)
+                continue
+            metrics = dict(run.metrics)
+            for model in models:
+                try:
+                    path = store.download_artifact(run.run_id, PER_CLASS_TABLE.format(
+                        model=model), Path(staging) / run.run_id)
+                    rows = list(csv.DictReader(path.open()))
+                except Exception:  # noqa: BLE001 - a run without the table: no scores to plot
+                    continue
+                for row in rows:
+                    for measure in PER_CLASS_MEASURES:
+                        metrics[keys.per_class(model, measure, row["class"])] = float(row[measure])
+            done.append(RunRecord(run.run_id, run.start_time, run.tags, metrics))
+    return done
+
+
 def latest_per_seed(runs: list[RunRecord]) -> list[RunRecord]:
     """One run per seed: a re-run of the same cell replaces the earlier one."""
     latest: dict[str, RunRecord] = {}

@@ -131,6 +131,6 @@ def table5(runs: list[RunRecord]) -> Table:
         sources = [r.tags.get(keys.TEACHER_ORIGIN, "trained") for r in dataset_runs]
         teachers[dataset] = {"runs": len(dataset_runs), "trained": sources.count("trained"),
                              "cache": sources.count("cache"),
-                             "teachers": len({r.tags.get(keys.TEACHER_KEY, r.run_id)
+                             "teachers": len({keys.tag_of(r.tags, keys.TEACHER_KEY, r.run_id)
                                               for r in dataset_runs})}
     return Table(list(TABLE5_COLUMNS), rows, missing, teachers, others)

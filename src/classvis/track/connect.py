@@ -14,6 +14,11 @@ from classvis.track.settings import TrackingSettings
 from classvis.validation import ConfigError
 
 _PREPARED: set[str] = set()  # stores this process has opened (created and migrated if new)
+# The experiment tag MLflow 3's UI reads to choose an experiment's view, and the value that opens
+# it on the runs table ("Model training"), not on traces and evaluations (GenAI); a kind the user
+# set on the experiment is left alone.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 
 
 def prepare_store(uri: str) -> None:
@@ -101,6 +106,9 @@ def connect(settings: TrackingSettings) -> str:
         if existing is not None:
             if existing.lifecycle_stage == "deleted":
                 client.restore_experiment(existing.experiment_id)
+            if EXPERIMENT_KIND not in existing.tags:  # made before classvis set it, or by hand
+                client.set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND,
+                                          MODEL_TRAINING)
             return existing.experiment_id
         artifact_location = None
         if settings.sqlite_path is not None:
@@ -110,7 +118,8 @@ def connect(settings: TrackingSettings) -> str:
             artifact_location = (folder.resolve() / slug).as_uri()
         try:
             return client.create_experiment(settings.experiment,
-                                            artifact_location=artifact_location)
+                                            artifact_location=artifact_location,
+                                            tags={EXPERIMENT_KIND: MODEL_TRAINING})
         except MlflowException as error:
             existing = client.get_experiment_by_name(settings.experiment)
             if existing is not None and ("already exists" in str(error).lower()

@@ -49,6 +49,14 @@ def heartbeat(client: Any, run_id: str, every: float = HEARTBEAT_EVERY) -> Itera
         thread.join(timeout=5)
 
 
+def forget_process(client: Any, run_id: str) -> None:
+    """Remove the process's tags from an ended run: they only tell whether a RUNNING run is
+    alive, and would otherwise differ between every two runs in the UI's compare view."""
+    with contextlib.suppress(Exception):  # best effort: an ended run is never reaped
+        for key in keys.LIVENESS:
+            client.delete_tag(run_id, key)
+
+
 def process_alive(tags: dict[str, str]) -> bool:
     """Whether the process that ``identity`` named in ``tags`` (on this host) still runs."""
     import psutil

@@ -58,7 +58,7 @@ def _skip_the_environment_scan() -> None:
             name: [name] for name in ("torch", "safetensors", "numpy", "mlflow")}
 
 
-def _log_one(model: Any) -> str:
+def _log_one(model: Any) -> tuple[str, str]:
     import mlflow
     import torch
     from mlflow.models import infer_signature
@@ -74,13 +74,13 @@ def _log_one(model: Any) -> str:
         folder = Path(staging)
         artifacts = _stage(model, folder)
         info = retrying(lambda: mlflow.pyfunc.log_model(
-            name=model.name, python_model=str(CODE_FILE), artifacts=artifacts,
+            name=model.shown_name, python_model=str(CODE_FILE), artifacts=artifacts,
             code_paths=[str(folder / "code" / "classvis")], signature=signature,
             input_example=example_array, pip_requirements=_requirements()))
-    return str(info.model_uri)
+    return str(info.model_uri), str(info.model_id)
 
 
-def log_models(models: list[Any]) -> dict[str, str]:
+def log_models(models: list[Any]) -> dict[str, tuple[str, str]]:
     """Log each ``runrecords.ModelRecord`` as an MLflow model of the active run; returns each
-    one's model URI."""
-    return {model.name: _log_one(model) for model in models}
+    one's model URI and model id, by role."""
+    return {model.role: _log_one(model) for model in models}

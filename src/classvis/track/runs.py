@@ -11,22 +11,15 @@ from typing import Any
 
 from classvis import runkeys as keys
 from classvis.track.interrupt import INTERRUPTED, Terminated, sigterm_stops_the_run, store_call
-from classvis.track.liveness import claimants, heartbeat, identity, reap
+from classvis.track.liveness import claimants, forget_process, heartbeat, identity, reap
 from classvis.track.models import log_models
 from classvis.track.retry import FAILING_RETRY_S, budget, retrying
 
 SYSTEM_METRICS_INTERVAL = 1.0  # seconds between samples of tracking.system_metrics
 DATASET_CONTEXT = "mlflow.data.context"  # MLflow's input tag: how a run used a dataset
-
-
-def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
-    """A nested config as dotted keys -> string values (MLflow params)."""
-    if isinstance(tree, dict):
-        items: dict[str, str] = {}
-        for key, value in tree.items():
-            items.update(flatten(value, f"{prefix}{key}."))
-        return items
-    return {prefix[:-1]: str(tree)}
+# the dataset a model's metric is measured on, by the metric's name within the model
+MEASURED_ON = {"accuracy": "test", "synthetic_agreement": "synthetic",
+               "view_agreement": "synthetic"}
 
 
 def finished_run_with_tag(experiment_id: str, key: str, value: str):
@@ -70,6 +63,7 @@ class TrackedRun:
         self.run_id = run_id
         self.client = client if client is not None else mlflow.MlflowClient()
         self._artifact_uri = artifact_uri
+        self.model_ids: dict[str, str] = {}  # the logged models, by role (student, teacher)
 
     def log_params(self, params: dict[str, str]) -> None:
         from mlflow.entities import Param
@@ -83,8 +77,25 @@ class TrackedRun:
         entries = [RunTag(key, str(value)) for key, value in tags.items()]
         retrying(lambda: self.client.log_batch(self.run_id, tags=entries), retry_for_s=retry_for_s)
 
-    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
-        self.log_series({key: [(step, value)] for key, value in metrics.items()})
+    def log_metrics(self, metrics: dict[str, float], step: int = 0,
+                    datasets: dict[str, tuple[str, str]] | None = None) -> None:
+        """Log the metrics; a model's (``student/...``, ``teacher/...``) are linked to the model
+        the run logged for that role, and each to the dataset it was measured on (``datasets``:
+        (name, digest) by context: ``test`` for accuracies, ``synthetic`` for agreements), so the
+        model's page in the UI shows its metrics and datasets."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        entries = []
+        for key, value in metrics.items():
+            role, _, measure = key.partition("/")
+            model_id = self.model_ids.get(role)
+            dataset = ((datasets or {}).get(MEASURED_ON.get(measure, ""))
+                       if model_id is not None else None)
+            entries.append(Metric(key, float(value), now, int(step), model_id=model_id,
+                                  dataset_name=dataset[0] if dataset else None,
+                                  dataset_digest=dataset[1] if dataset else None))
+        retrying(lambda: self.client.log_batch(self.run_id, metrics=entries))
 
     def log_series(self, series: dict[str, list[tuple[int, float]]]) -> None:
         """Log many (step, value) points per key in as few store round trips as possible."""
@@ -108,9 +119,11 @@ class TrackedRun:
 
     def log_models(self, models: list[Any]) -> dict[str, str]:
         """Log ``runrecords.ModelRecord`` networks as MLflow models of this run (``track.models``);
-        returns each one's model URI."""
+        returns each one's model URI, by role (``log_metrics`` links their metrics to them)."""
         with store_call():
-            return log_models(models)
+            logged = log_models(models)
+        self.model_ids.update({role: model_id for role, (_, model_id) in logged.items()})
+        return {role: uri for role, (uri, _) in logged.items()}
 
     def link_model(self, model_id: str) -> None:
         """Log the MLflow logged model ``model_id`` as an input of this run (the teacher it
@@ -188,6 +201,7 @@ def _end_run(tracked: TrackedRun, status: str, retry_for_s: float | None = None)
     try:
         retrying(lambda: tracked.client.set_terminated(tracked.run_id, status),
                  retry_for_s=retry_for_s)
+        forget_process(tracked.client, tracked.run_id)
     finally:
         with contextlib.suppress(Exception):
             mlflow.end_run(status=status)

@@ -24,7 +24,8 @@ class TrackingSettings:
     host with no heartbeat for this long counts as dead (``liveness``). ``system_metrics``:
     MLflow samples CPU, memory (and GPU, with ``nvidia-ml-py``) every second into ``system/*``.
     ``log_models``: which trained networks become MLflow models (``track.models``).
-    ``retry_for_s``: how long a job waits for a busy or unreachable store before it fails."""
+    ``retry_for_s``: how long a job waits for a busy or unreachable store before it fails.
+    ``per_class_metrics``: per-class scores as metrics too (else as tables only)."""
 
     uri: str
     experiment: str
@@ -33,6 +34,7 @@ class TrackingSettings:
     stale_after_s: float = 600.0
     retry_for_s: float = 120.0
     log_models: Literal["student", "all", "none"] = "student"
+    per_class_metrics: bool = False
 
     @property
     def heartbeat_every(self) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 
 from classvis import runkeys as keys
 from classvis.track.connect import prepare_store
-from classvis.track.liveness import reap
+from classvis.track.liveness import forget_process, reap
 from classvis.track.retry import retrying
 from classvis.track.runs import TrackedRun
 from classvis.track.settings import TrackingSettings, absolute_uri
@@ -161,6 +161,7 @@ class Store:
         if folder is not None:
             retrying(lambda: self.client.log_artifacts(run_id, str(folder), artifact_path))
         retrying(lambda: self.client.set_terminated(run_id, status=status))
+        forget_process(self.client, run_id)
 
     def runs(self, run_ids: list[str]) -> list[StoredRun]:
         """The runs with these ids that still exist."""

@@ -219,6 +219,9 @@ class OptunaSweeper(Sweeper):
             best = study.best_trial
             results.update(best_trial=best.number, best_value=best.value,
                            best_params=dict(best.params))
+            scores = {t.value for t in complete}
+            if len(complete) > 1 and len(scores) == 1:  # the searched settings changed nothing
+                results["same_value"] = best.value
             log.info("Best value (%s): %s", names[0], best.value)
             log.info("Best parameters: %s", best.params)
         else:
