@@ -54,6 +54,12 @@ def mlflow_server(tmp_path):
                   "trainer.student.steps=200", f"tracking.uri=sqlite:///{db}",
                   "tracking.experiment=ui-check", f"hydra.sweep.dir={tmp_path}/sweep")
     assert sweep.returncode == 0, sweep.stderr[-3000:]
+    # a later sweep with a weaker extractor: sorted by result, it ranks below the first one
+    weaker = train(tmp_path, "-m", "dataset=digits", "seed=0", "extractor=class_average",
+                   "trainer.teacher.epochs=2", "trainer.student.steps=200",
+                   f"tracking.uri=sqlite:///{db}", "tracking.experiment=ui-check",
+                   f"hydra.sweep.dir={tmp_path}/weaker")
+    assert weaker.returncode == 0, weaker.stderr[-3000:]
     with mlflow_server_at(tmp_path, f"sqlite:///{db}") as url:
         yield url, db
 
@@ -63,6 +69,18 @@ def close_assistant(page) -> None:
     close = page.get_by_role("button", name="Close", exact=True)
     if close.count():
         close.first.click()
+
+
+def numbers_by_row(page) -> list[float]:
+    """The first number of each row of the runs table, in the order the rows are shown (the
+    grid positions its rows, so the DOM's order is not the order on screen)."""
+    rows = page.locator("[role=row][row-index]")
+    shown: dict[int, float] = {}
+    for index in range(rows.count()):
+        numbers = re.findall(r"\b0\.\d+", rows.nth(index).inner_text())
+        if numbers:
+            shown.setdefault(int(rows.nth(index).get_attribute("row-index")), float(numbers[0]))
+    return [shown[key] for key in sorted(shown)]
 
 
 def shown_numbers(page) -> list[float]:
@@ -75,11 +93,14 @@ def test_ui_gives_the_sweeps_result_and_shows_runs_models_and_artifacts(mlflow_s
                                                                          screenshots):
     sync_api = pytest.importorskip("playwright.sync_api")
     url, db = mlflow_server
-    runs = sorted(runs_of(db, "ui-check"), key=lambda r: r.data.tags["seed"])
+    parent, weaker = sweeps_of(db, "ui-check")  # oldest first
+    runs = sorted((r for r in runs_of(db, "ui-check")
+                   if r.data.tags["mlflow.parentRunId"] == parent.info.run_id),
+                  key=lambda r: r.data.tags["seed"])
     assert len(runs) == 2
     experiment_id = runs[0].info.experiment_id
-    (parent,) = sweeps_of(db, "ui-check")
     best = parent.data.metrics["student/accuracy"]
+    assert weaker.data.metrics["student/accuracy"] < best  # the order sorting must give
     assert best == max(r.data.metrics["student/accuracy"] for r in runs) or len(
         {r.data.tags["hydra.overrides"].replace(f"seed={r.data.tags['seed']}", "")
          for r in runs}) == 1  # one config over two seeds: its mean is the sweep's result
@@ -97,6 +118,7 @@ def test_ui_gives_the_sweeps_result_and_shows_runs_models_and_artifacts(mlflow_s
             page.goto(f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning")
             sweep = page.get_by_text(re.compile(r"^sweep: dataset=digits seed=0,1 ")).first
             sweep.wait_for()
+            page.get_by_text(re.compile(r"^sweep: dataset=digits seed=0 ")).first.wait_for()
             # show the student's accuracy as a column, as a user does from "Columns"
             page.get_by_role("button", name="Columns").click()
             page.get_by_placeholder("Search", exact=False).first.fill("student/accuracy")
@@ -109,9 +131,35 @@ def test_ui_gives_the_sweeps_result_and_shows_runs_models_and_artifacts(mlflow_s
             close_assistant(page)
             page.wait_for_timeout(1000)
             # folded, the sweep's row shows its result: the best config's student accuracy
-            folded = shown_numbers(page)
-            assert any(abs(value - best) < 1e-3 for value in folded), (best, folded)
+            folded = numbers_by_row(page)
+            assert folded == pytest.approx([weaker.data.metrics["student/accuracy"], best],
+                                           abs=1e-3), folded  # newest first, by default
             page.screenshot(path=str(screenshots / "mlflow_ui_sweep_folded.png"))
+            # sorted by student/accuracy (MLflow flattens the tree when it sorts; the sweeps
+            # alone: filter by their tag), the sweeps rank by their result, not by age
+            search = page.get_by_placeholder(re.compile("metrics.rmse"))
+            search.fill("tags.`classvis.kind` = 'sweep'")
+            search.press("Enter")
+            page.get_by_role("button", name=re.compile("^Sort")).click()
+            page.get_by_placeholder("Search").last.fill("student/accuracy")
+            page.locator("xpath=//*[@role='menuitemcheckbox']"
+                         "[normalize-space(.)='student/accuracy']").first.click()
+            page.get_by_role("button", name="Sort: student/accuracy").click()
+            page.get_by_test_id("sort-select-desc").click()
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(1500)
+            ranked = numbers_by_row(page)
+            assert ranked == pytest.approx([best, weaker.data.metrics["student/accuracy"]],
+                                           abs=1e-3), ranked
+            page.screenshot(path=str(screenshots / "mlflow_ui_sweeps_ranked.png"))
+            search.fill("")
+            search.press("Enter")
+            page.get_by_role("button", name=re.compile("^Sort")).click()
+            page.get_by_placeholder("Search").last.fill("Created")
+            page.locator("xpath=//*[@role='menuitemcheckbox'][normalize-space(.)='Created']"
+                         ).first.click()
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(1500)
             # unfolded, its jobs' runs, named by what the sweep varies first
             sweep.locator("xpath=ancestor::div[@role='gridcell'][1]").locator(
                 "button[data-component-id*='runnamecellrenderer']").click()

@@ -65,7 +65,7 @@ def test_the_table_is_sorted_rounded_and_marks_the_best_row():
     student = section.header.index("Student (%)")
     assert [row[student] for row in section.rows] == [
         "91.00 ± 1.41", "84.40 ± 0.14", "82.00 ± 1.41", "75.50 ± 0.71"]
-    assert section.notes == ["Every run: experiment=table5 progress=False"]
+    assert section.notes == ["Every run: experiment=table5"]  # not where results go
 
 
 def test_the_parent_carries_each_configs_means_and_the_best_configs_values():

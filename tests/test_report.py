@@ -129,6 +129,8 @@ def test_the_sweep_is_one_parent_run_whose_table_equals_table5(digits_sweep, cap
     # the parent carries the result: the best config's mean, each config's, the best run
     best_label = rows[0]["Config"].removeprefix("**").removesuffix("** (best)")
     assert parent.data.tags["best.config"] == best_label
+    note = parent.data.tags["mlflow.note.content"].splitlines()
+    assert note[2].startswith(f"Best config: **{best_label}**, student/accuracy ")
     assert parent.data.metrics["student/accuracy"] == parent.data.metrics[
         "best/student/accuracy"] == pytest.approx(students[0] / 100, abs=5e-5)
     for label, row in sweep_rows.items():

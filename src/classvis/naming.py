@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 SIGNIFICANT = 4  # digits of a sampled float (a search's trial) in a name
+# overrides that say where results go and how progress shows, not what a run is
+OPERATIONAL = ("tracking.", "hydra.", "progress=", "force=")
 
 
 def override_key(item: str) -> str:
@@ -38,6 +40,11 @@ def short_override(item: str) -> str:
 
 def override_words(items: Iterable[str]) -> str:
     return " ".join(short_override(item) for item in items)
+
+
+def what_it_runs(items: Iterable[str]) -> list[str]:
+    """The overrides that change what is run (``OPERATIONAL`` ones left out)."""
+    return [item for item in items if not item.lstrip("+~").startswith(OPERATIONAL)]
 
 
 def varying_words(overrides: Iterable[str], varying: Iterable[str]) -> str:

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from classvis import runkeys as keys
 from classvis import watchdog
 from classvis.from_config import resolved_mapping
+from classvis.naming import what_it_runs
 from classvis.provenance import commit_tags
 from classvis.sweepjobs import missing_data, varying_keys
 from classvis.sweepresult import close_parent, end_parent_failed, outcome_counts
@@ -42,7 +43,6 @@ STATUS_FILE = "classvis_status.json"  # each job's outcome, in its own folder
 SWEEP_FILE = "classvis_sweep.json"    # the sweep's parent run, in the sweep folder
 VARYING = "varying"  # in it: the override keys the sweep varies
 PRESET = "+experiment="
-NOT_IN_NAME = ("tracking.", "hydra.", "progress=", "force=")
 # the parent runs' heartbeats, by run id: kept out of the callback, which the joblib and submitit
 # launchers pickle to their workers (a running thread cannot be pickled)
 _HEARTBEATS: dict[str, contextlib.ExitStack] = {}
@@ -104,8 +104,7 @@ def sweep_name(overrides: list[str], started: datetime.datetime) -> str:
     """``sweep deep: seed=0,1,2 dataset=fmnist | 2026-11-30 06:35``: the preset, the command
     line's other overrides (where results go and how progress shows aside), the start time."""
     preset = next((item[len(PRESET):] for item in overrides if item.startswith(PRESET)), None)
-    rest = " ".join(item for item in overrides
-                    if not item.startswith((PRESET, *NOT_IN_NAME)))
+    rest = " ".join(item for item in what_it_runs(overrides) if not item.startswith(PRESET))
     what = f"sweep {preset}" if preset else "sweep"
     return f"{what}: {rest}"[:400].rstrip(": ") + f" | {started:%Y-%m-%d %H:%M}"
 

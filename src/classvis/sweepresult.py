@@ -52,9 +52,17 @@ def close_parent(sweep_dir: Path, sweep: dict[str, str], records: list[dict[str,
     stored = store.runs([r["run_id"] for r in records if r.get("run_id")])
     runs = [RunRecord.of(run) for run in stored]
     table = sweep_table(runs)
+    result_metrics, result_tags = sweep_result(runs, {run.run_id: run.run_name
+                                                      for run in stored}, sweep_dir, records)
     lines = [f"{len(records)} jobs: {counts['FINISHED']} finished, {counts['FAILED']} failed, "
              f"{counts['SKIPPED']} skipped as already FINISHED (their earlier runs are in the "
-             f"table)", "", table.markdown()]
+             f"table)", ""]
+    headline = headline_of(runs)
+    if keys.BEST_CONFIG in result_tags and headline is not None:  # the answer, above the fold
+        lines += [f"Best config: **{result_tags[keys.BEST_CONFIG]}**, {headline} "
+                  f"{result_metrics[headline]:.2%} (mean over its seeds); its best run: "
+                  f"{result_tags[keys.BEST_RUN_NAME]}", ""]
+    lines.append(table.markdown())
     lines += [f"- job {r['job']} ({r['overrides']}) failed: {r.get('error')}"
               for r in records if r["status"] == "FAILED"]
     if (sweep_dir / SEARCH_FILES[0]).is_file():
@@ -81,8 +89,6 @@ def close_parent(sweep_dir: Path, sweep: dict[str, str], records: list[dict[str,
         note = markdown if len(markdown) <= NOTE_LIMIT else (
             markdown[:NOTE_LIMIT - 60] + "\n\n(cut short: the whole table is sweep/summary.md)\n")
         tags = {keys.NOTE: note}
-        result_metrics, result_tags = sweep_result(runs, {run.run_id: run.run_name
-                                                          for run in stored}, sweep_dir, records)
         metrics.update(result_metrics)
         tags.update(result_tags)
         if counts["FAILED"]:

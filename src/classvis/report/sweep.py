@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass
 
 from classvis import runkeys as keys
-from classvis.naming import override_words
+from classvis.naming import override_words, what_it_runs
 from classvis.report.cells import Section, mean_sd_text, mean_text, metric_values
 from classvis.report.runs import RunRecord, latest_runs_by
 
@@ -125,7 +125,8 @@ def sweep_table(runs: list[RunRecord]) -> Section:
         rows.append(row)
     header = ["Config", "Seeds"] + [
         f"{title} (%)" if accuracy else title for title, _, accuracy in columns]
-    notes = [f"Every run: {override_words(shared)}"] if shared else []
+    fixed = what_it_runs(shared)
+    notes = [f"Every run: {override_words(fixed)}"] if fixed else []
     return Section("sweep", "Sweep: test accuracy (%) per config, mean ± sd over seeds, best "
                    "first", header, rows, notes)
 
