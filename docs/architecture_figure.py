@@ -24,12 +24,11 @@ STAGES = [
     ("compress", "compress.py", True),
     ("evaluate", "evaluate.py\nprivacy.py", False),
 ]
-EDGE_TOP = ("Hydra edge: train.py -> app.py (validates) -> record.py (the run in MLflow; "
-            "resume.py, lifecycle.py); sweep.py: a sweep's parent run",
+EDGE_TOP = ("Hydra edge: train.py -> app.py (validates) -> record.py (the run; resume.py, "
+            "lifecycle.py); sweep.py -> sweepresult.py (a sweep's parent run)",
             "#dbe9f6")
-EDGE_BOTTOM = ("MLflow edge: artifacts.py, runrecords.py (values and files) -> track/, the "
-               "only code that imports MLflow (names: runkeys.py)   |   report/, export read runs "
-               "back",
+EDGE_BOTTOM = ("MLflow edge: artifacts.py, runparams.py, runrecords.py -> track/ (the only "
+               "code importing MLflow; names: runkeys.py)  |  report/, export read runs back",
                "#f6e3d4")
 
 
