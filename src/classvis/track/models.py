@@ -46,24 +46,11 @@ def _stage(model: Any, folder: Path) -> dict[str, str]:
     return {"weights": str(weights), "architecture": str(architecture)}
 
 
-def _skip_the_environment_scan() -> None:
-    """MLflow checks a model's pip requirements against the running environment through a map
-    of every installed distribution to its modules (``packages_distributions``: 1.55 s, once
-    per process, most of a single run's model logging). The requirements classvis gives are the
-    running process's own versions of four packages, so MLflow gets the map of those four."""
-    from mlflow.utils import requirements_utils
-
-    if getattr(requirements_utils, "_MODULES_TO_PACKAGES", False) is None:
-        requirements_utils._MODULES_TO_PACKAGES = {  # type: ignore[assignment]
-            name: [name] for name in ("torch", "safetensors", "numpy", "mlflow")}
-
-
 def _log_one(model: Any) -> tuple[str, str]:
     import mlflow
     import torch
     from mlflow.models import infer_signature
 
-    _skip_the_environment_scan()
     example = model.example.detach().cpu().float()
     model.network.eval()
     with torch.no_grad():
