@@ -25,7 +25,7 @@ from classvis.from_config import run_settings
 from classvis.job import Job, write_status
 from classvis.naming import varying_words
 from classvis.record import InvalidInput, record_run
-from classvis.sweep import parent_run_of, varying_of
+from classvis.sweep import job_sweep
 from classvis.track.interrupt import INTERRUPTED, Terminated
 from classvis.validation import ConfigError
 
@@ -37,7 +37,8 @@ def current_job() -> Job:
         return Job(False, None, "", Path.cwd(), None)
     hydra = HydraConfig.get()
     multirun = hydra.mode == RunMode.MULTIRUN
-    sweep_dir = Path(hydra.runtime.cwd) / hydra.sweep.dir
+    parent, varying = (job_sweep(Path(hydra.runtime.cwd) / hydra.sweep.dir) if multirun
+                       else (None, []))
     return Job(
         multirun=multirun,
         number=hydra.job.get("num"),  # type: ignore[attr-defined]  # a DictConfig at run time
@@ -45,10 +46,9 @@ def current_job() -> Job:
         base_dir=Path(hydra.runtime.cwd),
         output_dir=Path(hydra.runtime.output_dir),
         search="optuna" in str(hydra.sweeper.get("_target_", "")).lower(),
-        parent_run=parent_run_of(sweep_dir) if multirun else None,
+        parent_run=parent,
         choices=group_choices(hydra.runtime.choices),
-        varying=(varying_words([str(item) for item in hydra.overrides.task],
-                               varying_of(sweep_dir)) if multirun else ""),
+        varying=varying_words([str(item) for item in hydra.overrides.task], varying),
     )
 
 

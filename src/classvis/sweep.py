@@ -87,17 +87,15 @@ def sweep_varying(config: DictConfig) -> list[str]:
         return []
 
 
-def varying_of(sweep_dir: Path) -> list[str]:
-    """The override keys the sweep whose folder is ``sweep_dir`` varies (none if unknown)."""
+def job_sweep(sweep_dir: Path) -> tuple[str | None, list[str]]:
+    """What a job of the sweep whose folder is ``sweep_dir`` reads of it: the parent run (None if
+    the sweep opened none) and the override keys the sweep varies (none if unknown)."""
     record = sweep_record(sweep_dir)
-    varying = None if record is None else record.get(VARYING)
-    return [str(key) for key in varying] if isinstance(varying, list) else []
-
-
-def parent_run_of(sweep_dir: Path) -> str | None:
-    """The parent run of the sweep whose folder is ``sweep_dir``, if it opened one."""
-    record = sweep_record(sweep_dir)
-    return None if record is None else str(record["parent_run_id"])
+    if record is None:
+        return None, []
+    varying = record.get(VARYING)
+    return (str(record["parent_run_id"]),
+            [str(key) for key in varying] if isinstance(varying, list) else [])
 
 
 def sweep_name(overrides: list[str], started: datetime.datetime) -> str:

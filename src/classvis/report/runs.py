@@ -3,9 +3,12 @@ tags (never by run names or order)."""
 
 from __future__ import annotations
 
+import csv
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from classvis import runkeys as keys
 from classvis.track.store import Store, StoredRun
@@ -42,10 +45,6 @@ def with_per_class_scores(store: Store, runs: list[RunRecord],
     """Table 5's runs with the per-class scores its figures plot, read from each run's
     per-class tables where the run did not log them as metrics (``tracking.per_class_metrics``
     is off by default); the other runs as they are."""
-    import csv
-    import tempfile
-    from pathlib import Path
-
     done = []
     with tempfile.TemporaryDirectory(prefix="classvis-report-") as staging:
         for run in runs:
