@@ -15,6 +15,7 @@ from typing import Any
 from classvis import runkeys as keys
 from classvis.report.runs import RunRecord
 from classvis.report.sweep import (
+    ConfigResult,
     best_config,
     best_run,
     config_results,
@@ -51,9 +52,11 @@ def close_parent(sweep_dir: Path, sweep: dict[str, str], records: list[dict[str,
     counts = status_counts(records)
     stored = store.runs([r["run_id"] for r in records if r.get("run_id")])
     runs = [RunRecord.of(run) for run in stored]
-    table = sweep_table(runs)
-    result_metrics, result_tags = sweep_result(runs, {run.run_id: run.run_name
-                                                      for run in stored}, sweep_dir, records)
+    ranked = config_results(runs)  # once, for the table and the parent's result
+    table = sweep_table(runs, ranked)
+    result_metrics, result_tags = sweep_result(runs, ranked[0], {run.run_id: run.run_name
+                                                                 for run in stored},
+                                               sweep_dir, records)
     lines = [f"{len(records)} jobs: {counts['FINISHED']} finished, {counts['FAILED']} failed, "
              f"{counts['SKIPPED']} skipped as already FINISHED (their earlier runs are in the "
              f"table)", ""]
@@ -97,13 +100,14 @@ def close_parent(sweep_dir: Path, sweep: dict[str, str], records: list[dict[str,
                       folder, "sweep")
 
 
-def sweep_result(runs: list[RunRecord], names: dict[str, str], sweep_dir: Path,
-                 records: list[dict[str, Any]]) -> tuple[dict[str, float], dict[str, str]]:
-    """The parent's result: each config's and the best config's metrics, the best config and
-    its best run as tags; a search's best trial and value, and its warning when every trial
-    scored the same (also printed)."""
+def sweep_result(runs: list[RunRecord], results: list[ConfigResult], names: dict[str, str],
+                 sweep_dir: Path, records: list[dict[str, Any]]
+                 ) -> tuple[dict[str, float], dict[str, str]]:
+    """The parent's result from its configs ranked best first (``config_results``): each
+    config's and the best config's metrics, the best config and its best run as tags; a
+    search's best trial and value, and its warning when every trial scored the same (also
+    printed)."""
     headline = headline_of(runs)
-    results, _ = config_results(runs)
     metrics = parent_metrics(results, headline)
     tags: dict[str, str] = {}
     best = best_config(results, headline)

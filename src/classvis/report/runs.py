@@ -48,7 +48,7 @@ def with_per_class_scores(store: Store, runs: list[RunRecord],
     done = []
     with tempfile.TemporaryDirectory(prefix="classvis-report-") as staging:
         for run in runs:
-            if not is_table5_run(run) or any(key.startswith(keys.per_class("student", "f1", ""))
+            if not is_table5_run(run) or any(key.startswith(f"{keys.measure('student', 'f1')}/")
                                              for key in run.metrics):
                 done.append(run)
                 continue

@@ -108,10 +108,12 @@ def best_run(config: ConfigResult, headline: str) -> RunRecord:
     return max(config.runs, key=lambda r: r.metrics.get(headline, -math.inf))
 
 
-def sweep_table(runs: list[RunRecord]) -> Section:
+def sweep_table(runs: list[RunRecord],
+                ranked: tuple[list[ConfigResult], list[str]] | None = None) -> Section:
     """One row per config (the latest run of each seed), best first, labelled as its runs'
-    names start; the best row is marked."""
-    results, shared = config_results(runs)
+    names start; the best row is marked. ``ranked``: ``config_results(runs)``, when the caller
+    has it already."""
+    results, shared = ranked if ranked is not None else config_results(runs)
     best = best_config(results, headline_of(runs))
     columns = [(title, key, accuracy) for title, key, accuracy in MAIN_METRICS
                if any(key in r.metrics for r in runs)]
