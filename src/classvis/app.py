@@ -113,7 +113,7 @@ def main(cfg: DictConfig) -> dict[str, float]:
     job = current_job()
     if job.multirun:
         lifecycle.stop_with_the_sweep()
-        if lifecycle.sweep_gone.is_set():  # a job queued before the sweep died: nobody waits for it
+        if lifecycle.orphaned():  # a job queued before the sweep died: nobody waits for it
             os._exit(128 + signal.SIGTERM)
     try:
         settings = run_settings(cfg, job.base_dir)
@@ -126,7 +126,7 @@ def main(cfg: DictConfig) -> dict[str, float]:
     except Terminated as stopped:  # the sweep stops too: SIGTERM was meant for all of it
         print(f"classvis: {stopped}; its MLflow run is marked KILLED", file=sys.stderr,
               flush=True)
-        if lifecycle.sweep_gone.is_set():  # a worker of a dead sweep: no further job
+        if lifecycle.orphaned():  # a worker of a dead sweep: no further job
             os._exit(128 + signal.SIGTERM)
         raise SystemExit(128 + signal.SIGTERM) from None
     except KeyboardInterrupt:  # Ctrl-C: the sweep stops too, as a shell expects

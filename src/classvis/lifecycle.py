@@ -59,6 +59,15 @@ def stop_with_the_sweep() -> None:
     threading.Thread(target=watch, name="classvis-sweep-watch", daemon=True).start()
 
 
+def orphaned() -> bool:
+    """Whether this worker's sweep process is gone: its watcher said so, or this process has
+    been re-parented already (a SIGTERM from the sweep's watchdog can arrive before the watcher's
+    next look, and the job it stops must not be followed by a queued one)."""
+    sweep = os.environ.get(SWEEP_PID)
+    return sweep_gone.is_set() or (_watching_the_sweep and sweep is not None
+                                   and os.getppid() != int(sweep))
+
+
 def _sweep_died(pid: int) -> bool:
     """Whether the sweep process ``pid`` that started this one on this host has ended (its PID
     gone, or taken by a process that started later)."""
